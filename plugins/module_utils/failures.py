@@ -1,0 +1,109 @@
+"""The one way modules of this collection turn an exception into ``fail_json``.
+
+Every failure carries ``msg`` (a sentence a person can act on) and ``reason`` (a CamelCase
+word a role can branch on and put into an Event or a status condition), plus whatever
+structured details the error knows (``status`` for API errors, sizes for sizing errors).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+
+try:
+    from vmdiskimage.errors import VMDiskImageError
+except ImportError:
+    # Reported by the modules that need the package (missing_required_lib).
+    class VMDiskImageError(Exception):  # type: ignore[no-redef]
+        """Stand-in so isinstance() works without the package."""
+
+
+class ModuleFailure(Exception):
+    """A failure detected by a module itself, with its reason and details."""
+
+    def __init__(self, message, reason, **details):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.details = details
+
+
+# What a person can do about the usual API answers.
+_API_HINTS = {
+    401: "check the credentials in the kubeconfig or the K8S_AUTH_* environment",
+    403: "grant the missing permission to the user or ServiceAccount running the task",
+    404: "check the name, namespace and kind",
+    409: "the object changed while it was being updated; run the task again",
+    422: "the API server rejected the values sent",
+}
+
+
+def _api_error_details(exc):
+    """``(status, reason, message)`` of a kubernetes ApiException or DynamicApiError."""
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None) or "ApiError"
+    message = str(reason)
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            doc = json.loads(body)
+        except (TypeError, ValueError):
+            message = body if isinstance(body, str) else message
+        else:
+            if isinstance(doc, dict):
+                message = doc.get("message") or message
+                reason = doc.get("reason") or reason
+    reason = "".join(part[:1].upper() + part[1:] for part in str(reason).split())
+    return status, reason, message
+
+
+def _is_api_error(exc):
+    try:
+        from kubernetes.client.rest import ApiException
+    except ImportError:
+        return False
+    return isinstance(exc, ApiException)
+
+
+def _is_connection_error(exc):
+    try:
+        from urllib3.exceptions import HTTPError
+    except ImportError:
+        return False
+    return isinstance(exc, HTTPError)
+
+
+def describe_exception(exc, action):
+    """The ``fail_json`` keyword arguments for ``exc`` raised while doing ``action``."""
+    if isinstance(exc, ModuleFailure):
+        return dict(msg=exc.message, reason=exc.reason, **exc.details)
+    if isinstance(exc, VMDiskImageError):
+        details = exc.to_dict()
+        details.pop("message", None)
+        return dict(msg=f"{action}: {exc.message}", **details)
+    if _is_api_error(exc):
+        status, reason, message = _api_error_details(exc)
+        hint = _API_HINTS.get(status)
+        msg = f"{action}: the Kubernetes API answered {status} {reason}: {message}"
+        if hint:
+            msg = f"{msg} ({hint})"
+        return dict(msg=msg, reason=reason, status=status)
+    if _is_connection_error(exc):
+        return dict(
+            msg=f"{action}: cannot reach the Kubernetes API server ({exc}); check the "
+            "host in the kubeconfig or K8S_AUTH_HOST, and that the server is up",
+            reason="ApiServerUnreachable",
+        )
+    if type(exc).__name__ == "CoreException":
+        # kubernetes.core's client setup errors: no kubeconfig, bad context, ...
+        return dict(msg=f"{action}: {exc}", reason="KubernetesClientError")
+    return dict(
+        msg=f"{action}: unexpected {type(exc).__name__}: {exc}",
+        reason="InternalError",
+        exception="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    )
+
+
+def fail_from_exception(module, exc, action):
+    """Call ``module.fail_json`` with the message, reason and details of ``exc``."""
+    module.fail_json(**describe_exception(exc, action))
