@@ -1,0 +1,78 @@
+"""Session-scoped registries on loopback and the fixture disks pushed to them."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.images import MiB, ensure_policy_json, make_disk, to_qcow2
+from tests.support.registry import Registry, start_registry
+from vmdiskimage.auth import Credentials
+from vmdiskimage.registry import RegistryClient
+
+REQUIRED_TOOLS = ("docker-registry", "skopeo", "umoci", "qemu-img", "openssl", "htpasswd", "zstd")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if not missing:
+        return
+    skip = pytest.mark.skip(reason=f"registry tier needs {', '.join(missing)}")
+    for item in items:
+        if "registry" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _policy() -> None:
+    ensure_policy_json()
+
+
+def _registry(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **kw: object
+) -> Iterator[Registry]:
+    with start_registry(tmp_path_factory.mktemp(name), **kw) as registry:  # type: ignore[arg-type]
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    yield from _registry(tmp_path_factory, "plain")
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    yield from _registry(tmp_path_factory, "tls", tls=True)
+
+
+@pytest.fixture(scope="session")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    yield from _registry(tmp_path_factory, "basic", tls=True, auth="basic")
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    yield from _registry(tmp_path_factory, "token", auth="token")
+
+
+def client_for(registry: Registry, **kw: object) -> RegistryClient:
+    creds = Credentials(registry.username, registry.password) if registry.username else None
+    options = {**registry.client_options(), "credentials": creds, "backoff": 0.1, **kw}
+    return RegistryClient(registry.url, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small sparse fixture disks: raw and its qcow2 twin, and a second distinct raw."""
+    d = tmp_path_factory.mktemp("disks")
+    raw = make_disk(d / "disk.raw", 4 * MiB, ((0, 64 * 1024), (2 * MiB, 300 * 1024 + 7)), seed=1)
+    other = make_disk(d / "other.raw", 3 * MiB, ((MiB, 128 * 1024),), seed=2)
+    return {
+        "raw": raw,
+        "qcow2": to_qcow2(raw, d / "disk.qcow2"),
+        "other": other,
+        "other_qcow2": to_qcow2(other, d / "other.qcow2"),
+    }

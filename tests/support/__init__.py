@@ -1,0 +1,1 @@
+"""Shared test helpers: a real registry on loopback, and fixture disks and images."""

@@ -1,0 +1,132 @@
+"""Decompression of layer and artifact streams: gzip, zstd, xz, or none.
+
+gzip is the usual containerDisk layer encoding, so it goes through zlib-ng when
+installed (about 4x faster than stdlib zlib on this workload), else stdlib.
+Every reader returned here supports ``readinto`` and bounds its output to the
+caller's buffer, so a small layer that decompresses to terabytes costs no memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import zlib
+from typing import IO, Any
+
+from .errors import CorruptData, UnsupportedCompression
+
+try:  # zlib-ng bindings: the fast gzip decoder
+    from zlib_ng import zlib_ng as _zlib_ng
+except ImportError:  # pragma: no cover - exercised only without the wheel
+    _zlib_ng = None
+
+NONE = "none"
+GZIP = "gzip"
+ZSTD = "zstd"
+XZ = "xz"
+COMPRESSIONS = (NONE, GZIP, ZSTD, XZ)
+
+_MAGIC = {
+    GZIP: b"\x1f\x8b",
+    ZSTD: b"\x28\xb5\x2f\xfd",
+    XZ: b"\xfd7zXZ\x00",
+}
+READ_SIZE = 1 << 20
+
+
+def detect_magic(head: bytes) -> str:
+    """The compression whose magic bytes start ``head``, or ``none``."""
+    for name, magic in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return NONE
+
+
+def from_media_type(media_type: str) -> str | None:
+    """The compression a media type names (``...tar+gzip``, ``.tar.gzip``, ``+zstd``), if any."""
+    mt = media_type.lower()
+    for suffix, name in (
+        ("+gzip", GZIP),
+        (".gzip", GZIP),
+        ("+zstd", ZSTD),
+        (".zstd", ZSTD),
+        ("+xz", XZ),
+        (".xz", XZ),
+    ):
+        if mt.endswith(suffix):
+            return name
+    return None
+
+
+def gzip_backend() -> str:
+    """Which gzip decoder :func:`open_decompressed` uses."""
+    return "zlib-ng" if _zlib_ng is not None else "zlib"
+
+
+class _ErrorMapping(io.RawIOBase):
+    """Turns each decoder's own exception types into :class:`CorruptData`."""
+
+    def __init__(self, inner: Any, compression: str) -> None:
+        super().__init__()
+        self._inner = inner
+        self._compression = compression
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self._inner.readinto(buffer)
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+            if _is_ours(exc):
+                raise
+            raise CorruptData(f"the {self._compression} stream is corrupt: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("zstandard") or "Zstd" in type(exc).__name__:
+                raise CorruptData(f"the zstd stream is corrupt: {exc}") from exc
+            raise
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+def _is_ours(exc: BaseException) -> bool:
+    from .errors import VMDiskImageError
+
+    return isinstance(exc, VMDiskImageError)
+
+
+def open_decompressed(raw: IO[bytes], compression: str) -> io.RawIOBase | IO[bytes]:
+    """Wrap ``raw`` in a streaming decoder for ``compression`` (``none`` returns it as is)."""
+    if compression == NONE:
+        return raw
+    if compression == GZIP:
+        if _zlib_ng is not None:
+            inner: Any = _zlib_ng._GzipReader(raw, READ_SIZE)
+        else:
+            inner = gzip.GzipFile(fileobj=raw, mode="rb")
+    elif compression == ZSTD:
+        import zstandard
+
+        inner = zstandard.ZstdDecompressor().stream_reader(
+            raw, read_size=READ_SIZE, read_across_frames=True, closefd=False
+        )
+    elif compression == XZ:
+        inner = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - closed by _ErrorMapping
+    else:
+        raise UnsupportedCompression(f"compression {compression!r} is not supported")
+    return _ErrorMapping(inner, compression)
+
+
+def read_full(stream: Any, buffer: Any) -> int:
+    """Fill ``buffer`` from ``stream`` unless EOF comes first; return the byte count."""
+    view = memoryview(buffer).cast("B")
+    total = 0
+    while total < len(view):
+        n = stream.readinto(view[total:])
+        if not n:
+            break
+        total += n
+    return total

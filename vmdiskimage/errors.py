@@ -1,0 +1,125 @@
+"""One exception hierarchy for the data path.
+
+Every error carries a CamelCase ``reason`` (used for Kubernetes events, the
+termination message and Ansible ``fail_json``) and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VMDiskImageError(Exception):
+    """Base class: ``reason`` is a CamelCase word, ``message`` a sentence for people."""
+
+    reason = "ImportFailed"
+    #: Whether retrying the same operation later may succeed (network trouble).
+    transient = False
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The structured form used by the termination message and Ansible modules."""
+        return {"reason": self.reason, "message": self.message, **self.details}
+
+
+class InvalidReference(VMDiskImageError):
+    reason = "InvalidImageReference"
+
+
+class InvalidArgument(VMDiskImageError):
+    reason = "InvalidArgument"
+
+
+class CredentialsError(VMDiskImageError):
+    """The credentials file is unreadable or malformed."""
+
+    reason = "InvalidCredentials"
+
+
+class AuthenticationFailed(VMDiskImageError):
+    reason = "AuthenticationFailed"
+
+
+class AccessDenied(VMDiskImageError):
+    reason = "AccessDenied"
+
+
+class ImageNotFound(VMDiskImageError):
+    reason = "ImageNotFound"
+
+
+class RegistryUnavailable(VMDiskImageError):
+    reason = "RegistryUnavailable"
+    transient = True
+
+
+class TLSFailure(VMDiskImageError):
+    reason = "TLSVerificationFailed"
+
+
+class RegistryError(VMDiskImageError):
+    """The registry answered something the protocol does not allow."""
+
+    reason = "RegistryError"
+
+
+class UnsupportedManifest(VMDiskImageError):
+    reason = "UnsupportedManifest"
+
+
+class PlatformNotFound(VMDiskImageError):
+    reason = "PlatformNotFound"
+
+
+class DigestMismatch(VMDiskImageError):
+    reason = "DigestMismatch"
+
+
+class DiskNotFound(VMDiskImageError):
+    reason = "DiskNotFound"
+
+
+class UnsafeDisk(VMDiskImageError):
+    """The image tries to smuggle a link, device or path outside ``disk/`` in as the disk."""
+
+    reason = "UnsafeDiskEntry"
+
+
+class DiskTooLarge(VMDiskImageError):
+    """The disk's data is larger than it declared or than the target can hold."""
+
+    reason = "DiskTooLarge"
+
+
+class UnsupportedFormat(VMDiskImageError):
+    reason = "UnsupportedDiskFormat"
+
+
+class UnsupportedCompression(VMDiskImageError):
+    reason = "UnsupportedCompression"
+
+
+class CorruptData(VMDiskImageError):
+    """Decompression or a container format failed on the bytes of the image."""
+
+    reason = "CorruptImage"
+
+
+class BackingFileRefused(VMDiskImageError):
+    reason = "BackingFileRefused"
+
+
+class TargetTooSmall(VMDiskImageError):
+    reason = "TargetTooSmall"
+
+
+class TargetError(VMDiskImageError):
+    reason = "TargetWriteFailed"
+
+
+class ConversionFailed(VMDiskImageError):
+    reason = "ConversionFailed"

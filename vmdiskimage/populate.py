@@ -1,0 +1,364 @@
+"""``vmdiskimage-populate``: what the populator pod runs.
+
+One pass: registry -> decompress -> (tar walk) -> sparse write -> grow to the target
+size -> digest verified -> fsync -> result in the termination message. Raw sources
+never touch a scratch area; qcow2/vmdk/vhd(x) sources are written sparsely to a
+scratch file (``--scratch-dir``) and converted with qemu-img.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import formats, sizing
+from .errors import (
+    BackingFileRefused,
+    InvalidArgument,
+    TargetTooSmall,
+    UnsupportedFormat,
+    VMDiskImageError,
+)
+from .progress import Progress, write_termination_message
+from .reference import ImageReference
+from .registry import Platform, RegistryClient
+from .sources import DiskStream, open_disk
+from .writer import DiskWriter, is_block_device
+
+log = logging.getLogger("vmdiskimage.populate")
+
+DISK_FILE_NAME = "disk.img"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+SUPPORTED_SOURCE_FORMATS = (formats.RAW, formats.QCOW2, formats.VMDK, formats.VHD, formats.VHDX)
+
+
+@dataclass
+class PopulateResult:
+    """What a successful import did (the termination message fields, camelCased there)."""
+
+    digest: str
+    index_digest: str | None
+    layer_digest: str
+    kind: str
+    source_format: str
+    target_format: str
+    virtual_size: int
+    bytes_written: int
+    seconds: float
+    target: str
+
+    def to_message(self) -> dict[str, Any]:
+        data = asdict(self)
+        parts = {
+            k: "".join(w.capitalize() if i else w for i, w in enumerate(k.split("_"))) for k in data
+        }
+        return {"result": "Succeeded", **{parts[k]: v for k, v in data.items()}}
+
+
+def resolve_target(target: str | Path) -> Path:
+    """A block device as is; a directory (a Filesystem volume mount) gets ``disk.img``."""
+    path = Path(target)
+    if path.is_dir():
+        return path / DISK_FILE_NAME
+    return path
+
+
+def _check_source(disk: DiskStream) -> None:
+    info = disk.info
+    if info.format not in SUPPORTED_SOURCE_FORMATS:
+        raise UnsupportedFormat(f"{info.format} disk images are not supported as a source")
+    if info.has_backing_file:
+        raise BackingFileRefused(
+            f"the {info.format} disk names a backing file; flatten it before publishing"
+        )
+
+
+def _copy_raw(
+    disk: DiskStream, target: Path, target_size: str | int | None, progress: Progress
+) -> tuple[int, int]:
+    info = disk.info
+    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    declared = info.disk_size
+    if declared is not None:
+        sizing.target_virtual_size(declared, requested)  # refuse a too small target up front
+    limit_candidates = [x for x in (declared, requested) if x is not None]
+    limit = min(limit_candidates) if limit_candidates else None
+    writer = DiskWriter(target, limit=limit)
+    try:
+        if writer.capacity is not None and declared is not None and declared > writer.capacity:
+            raise TargetTooSmall(
+                f"block device {target} holds {writer.capacity} bytes; the disk is {declared}",
+                target_size=writer.capacity,
+                virtual_size=declared,
+            )
+        writer.copy_from(disk, progress=progress.update)
+        disk.finish()  # the digest is verified before the target is finalised
+        if declared is not None and writer.offset != declared:
+            raise VMDiskImageError(f"the disk ended after {writer.offset} of {declared} bytes")
+        virtual = sizing.target_virtual_size(writer.offset, requested)
+        progress.set_phase("Resizing")
+        writer.finish(virtual if writer.capacity is None else writer.offset)
+    finally:
+        writer.close()
+    return virtual if writer.capacity is None else writer.capacity, writer.bytes_written
+
+
+def _copy_converted(
+    disk: DiskStream,
+    target: Path,
+    target_size: str | int | None,
+    target_format: str,
+    scratch_dir: str | Path | None,
+    progress: Progress,
+) -> tuple[int, int]:
+    info = disk.info
+    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    if info.virtual_size is not None:
+        sizing.target_virtual_size(info.virtual_size, requested)
+    # A container file is a little larger than its data; bound it against disk bombs.
+    limit = info.disk_size
+    if limit is None and info.virtual_size is not None:
+        limit = info.virtual_size + info.virtual_size // 8 + (64 << 20)
+    block = is_block_device(target)
+    if block and target_format != formats.RAW:
+        raise InvalidArgument(f"format {target_format} cannot be written to a block volume")
+    with tempfile.TemporaryDirectory(prefix="vmdiskimage-", dir=scratch_dir) as tmp:
+        scratch = Path(tmp) / f"source.{info.format}"
+        writer = DiskWriter(scratch, limit=limit)
+        try:
+            writer.copy_from(disk, progress=progress.update)
+            disk.finish()
+            writer.finish(writer.offset)
+        finally:
+            writer.close()
+        progress.set_phase("Converting")
+        details = formats.qemu_img_info(scratch, info.format)
+        virtual = sizing.target_virtual_size(int(details["virtual-size"]), requested)
+        if block:
+            probe = DiskWriter(target)  # discards the device; tells whether it reads zeros
+            zeroed, capacity = probe.zeroed, probe.capacity or 0
+            probe.close()
+            if capacity < virtual:
+                raise TargetTooSmall(
+                    f"block device {target} holds {capacity} bytes, the disk needs {virtual}",
+                    target_size=capacity,
+                    virtual_size=virtual,
+                )
+            formats.qemu_img_convert(
+                scratch,
+                info.format,
+                target,
+                formats.RAW,
+                target_exists=True,
+                target_is_zero=zeroed,
+            )
+            virtual = capacity
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+            formats.qemu_img_convert(scratch, info.format, target, target_format)
+            progress.set_phase("Resizing")
+            if target_format == formats.RAW:
+                os.truncate(target, virtual)
+            else:
+                formats.qemu_img_resize(target, target_format, virtual)
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        written = os.stat(target).st_blocks * 512 if not block else writer.bytes_written
+    return virtual, written
+
+
+def populate(
+    source: str,
+    target: str | Path,
+    *,
+    target_size: str | int | None = None,
+    target_format: str = formats.RAW,
+    platform: str | Platform | None = None,
+    docker_config: str | Path | None = None,
+    ca_file: str | Path | None = None,
+    plain_http: bool = False,
+    tls_verify: bool = True,
+    scratch_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    client: RegistryClient | None = None,
+) -> PopulateResult:
+    """Import the disk of image ``source`` into ``target`` (a file, directory or device)."""
+    started = time.monotonic()
+    if target_format not in formats.TARGET_FORMATS:
+        raise InvalidArgument(
+            f"format {target_format!r} is not one of {', '.join(formats.TARGET_FORMATS)}"
+        )
+    reference = ImageReference.parse(source)
+    progress = progress or Progress(stream=None)
+    own_client = client is None
+    if client is None:
+        client = RegistryClient.for_reference(
+            reference,
+            docker_config=docker_config,
+            ca_file=ca_file,
+            plain_http=plain_http,
+            tls_verify=tls_verify,
+        )
+    try:
+        progress.set_phase("ImageFetching")
+        resolved = client.resolve(reference, platform)
+        target_path = resolve_target(target)
+        with open_disk(client, resolved) as disk:
+            _check_source(disk)
+            info = disk.info
+            progress.total = info.disk_size or info.virtual_size
+            progress.set_phase("Copying")
+            if info.format == formats.RAW and target_format == formats.RAW:
+                virtual, written = _copy_raw(disk, target_path, target_size, progress)
+            else:
+                virtual, written = _copy_converted(
+                    disk, target_path, target_size, target_format, scratch_dir, progress
+                )
+            progress.update(disk.bytes_read, force=True)
+    finally:
+        if own_client:
+            client.close()
+    return PopulateResult(
+        digest=resolved.digest,
+        index_digest=resolved.index_digest,
+        layer_digest=info.layer.digest,
+        kind=info.kind,
+        source_format=info.format,
+        target_format=target_format,
+        virtual_size=virtual,
+        bytes_written=written,
+        seconds=round(time.monotonic() - started, 3),
+        target=str(target_path),
+    )
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="vmdiskimage-populate",
+        description="Stream the disk of an OCI image into a file, directory or block device.",
+    )
+    parser.add_argument("--source", default=env("VDI_SOURCE"), help="image reference [VDI_SOURCE]")
+    parser.add_argument(
+        "--target",
+        default=env("VDI_TARGET"),
+        help="block device, file, or directory (gets disk.img) [VDI_TARGET]",
+    )
+    parser.add_argument(
+        "--target-size",
+        default=env("VDI_TARGET_SIZE"),
+        help="virtual size, e.g. 20Gi [VDI_TARGET_SIZE]",
+    )
+    parser.add_argument(
+        "--format",
+        default=env("VDI_FORMAT", formats.RAW),
+        choices=formats.TARGET_FORMATS,
+        help="format written to the target [VDI_FORMAT]",
+    )
+    parser.add_argument(
+        "--platform", default=env("VDI_PLATFORM"), help="os/arch[/variant] [VDI_PLATFORM]"
+    )
+    parser.add_argument(
+        "--pull-secret",
+        default=env("VDI_PULL_SECRET"),
+        help="dockerconfigjson credentials file [VDI_PULL_SECRET]",
+    )
+    parser.add_argument("--ca-file", default=env("VDI_CA_FILE"), help="CA bundle [VDI_CA_FILE]")
+    parser.add_argument(
+        "--plain-http",
+        action="store_true",
+        default=_env_flag("VDI_PLAIN_HTTP"),
+        help="talk HTTP, not HTTPS [VDI_PLAIN_HTTP]",
+    )
+    parser.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        default=_env_flag("VDI_INSECURE_SKIP_TLS_VERIFY"),
+        help="do not verify the registry's certificate [VDI_INSECURE_SKIP_TLS_VERIFY]",
+    )
+    parser.add_argument(
+        "--scratch-dir",
+        default=env("VDI_SCRATCH_DIR"),
+        help="where non-raw sources are unpacked for qemu-img (default: $TMPDIR) [VDI_SCRATCH_DIR]",
+    )
+    parser.add_argument(
+        "--progress-file",
+        default=env("VDI_PROGRESS_FILE"),
+        help="JSON progress file [VDI_PROGRESS_FILE]",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=float(env("VDI_PROGRESS_INTERVAL", "2")),
+        help="seconds between progress lines [VDI_PROGRESS_INTERVAL]",
+    )
+    parser.add_argument(
+        "--termination-log",
+        default=env("VDI_TERMINATION_LOG", DEFAULT_TERMINATION_LOG),
+        help="result file [VDI_TERMINATION_LOG]",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; exit 0 on success, 1 on a failed import, 2 on bad arguments."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    if not args.source or not args.target:
+        parser.error("--source and --target (or VDI_SOURCE and VDI_TARGET) are required")
+    progress = Progress(path=args.progress_file, interval=args.progress_interval)
+    try:
+        result = populate(
+            args.source,
+            args.target,
+            target_size=args.target_size,
+            target_format=args.format,
+            platform=args.platform,
+            docker_config=args.pull_secret,
+            ca_file=args.ca_file,
+            plain_http=args.plain_http,
+            tls_verify=not args.insecure_skip_tls_verify,
+            scratch_dir=args.scratch_dir,
+            progress=progress,
+        )
+    except VMDiskImageError as exc:
+        log.error("%s: %s", exc.reason, exc.message)
+        write_termination_message(args.termination_log, {"result": "Failed", **exc.to_dict()})
+        return 1
+    except Exception as exc:
+        log.exception("unexpected failure")
+        write_termination_message(
+            args.termination_log,
+            {
+                "result": "Failed",
+                "reason": "InternalError",
+                "message": f"{type(exc).__name__}: {exc}",
+            },
+        )
+        return 1
+    progress.set_phase("Succeeded")
+    write_termination_message(args.termination_log, result.to_message())
+    log.info("imported %s into %s in %.1f s", result.digest, result.target, result.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

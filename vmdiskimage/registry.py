@@ -1,0 +1,670 @@
+"""A small OCI distribution client: manifests, indexes, streamed and verified blobs, push.
+
+One :class:`RegistryClient` talks to one registry host. It handles anonymous, basic
+and bearer-token auth (the WWW-Authenticate realm/service/scope exchange), custom CA
+bundles, retries with exponential backoff, and resumes broken blob downloads with HTTP
+Range requests. Every blob read through :class:`BlobReader` is checked against its
+digest; a mismatch raises :class:`~vmdiskimage.errors.DigestMismatch` at the end of the
+stream, so nothing downstream may report success before the reader hit EOF.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urljoin
+
+import requests
+import urllib3
+
+from . import __version__
+from .auth import Challenge, Credentials, credentials_for, load_docker_config, parse_challenge
+from .errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    DigestMismatch,
+    ImageNotFound,
+    PlatformNotFound,
+    RegistryError,
+    RegistryUnavailable,
+    TLSFailure,
+    UnsupportedManifest,
+    VMDiskImageError,
+)
+from .reference import ImageReference, validate_digest
+
+log = logging.getLogger(__name__)
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
+
+MAX_MANIFEST_BYTES = 4 << 20
+USER_AGENT = f"vmdiskimage/{__version__}"
+
+# Errors of the transport under requests' streamed body (urllib3/http.client/socket).
+_STREAM_ERRORS = (
+    OSError,
+    http.client.HTTPException,
+    urllib3.exceptions.HTTPError,
+    requests.exceptions.RequestException,
+)
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Platform:
+    """An OCI platform: ``os/architecture[/variant]``."""
+
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """Parse ``linux/arm64/v8`` (the form of ``--platform``)."""
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise VMDiskImageError(f"platform {text!r} must look like os/arch[/variant]")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    def matches(self, spec: dict[str, Any] | None) -> bool:
+        """Whether an index entry's ``platform`` object is this platform."""
+        if not spec:
+            return False
+        if spec.get("os") != self.os or spec.get("architecture") != self.architecture:
+            return False
+        return self.variant is None or spec.get("variant") == self.variant
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+DEFAULT_PLATFORM = Platform()
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict)
+    platform: dict[str, Any] | None = None
+    artifact_type: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Descriptor:
+        try:
+            digest = validate_digest(str(data["digest"]))
+            size = int(data["size"])
+        except (KeyError, TypeError, ValueError, VMDiskImageError) as exc:
+            raise UnsupportedManifest(f"malformed descriptor in manifest: {data!r}") from exc
+        if size < 0:
+            raise UnsupportedManifest(f"descriptor {digest} has a negative size")
+        return cls(
+            media_type=str(data.get("mediaType", "")),
+            digest=digest,
+            size=size,
+            annotations=dict(data.get("annotations") or {}),
+            platform=data.get("platform"),
+            artifact_type=data.get("artifactType"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.annotations:
+            data["annotations"] = self.annotations
+        if self.platform:
+            data["platform"] = self.platform
+        if self.artifact_type:
+            data["artifactType"] = self.artifact_type
+        return data
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest or index as fetched: raw bytes, digest and the parsed document."""
+
+    media_type: str
+    digest: str
+    raw: bytes = field(repr=False)
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, content_type: str | None = None) -> Manifest:
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise UnsupportedManifest(f"manifest {digest} is not JSON") from exc
+        if not isinstance(data, dict):
+            raise UnsupportedManifest(f"manifest {digest} is not a JSON object")
+        media_type = data.get("mediaType") or (content_type or "").split(";")[0].strip()
+        if not media_type:
+            # OCI allows omitting mediaType; tell index and manifest apart by shape.
+            media_type = OCI_INDEX if "manifests" in data else OCI_MANIFEST
+        if media_type in DOCKER_SCHEMA1 or data.get("schemaVersion") == 1:
+            raise UnsupportedManifest(
+                f"manifest {digest} is Docker schema 1, which is deprecated and unsupported; "
+                "re-push the image with a current tool"
+            )
+        if media_type not in INDEX_TYPES + MANIFEST_TYPES:
+            raise UnsupportedManifest(f"manifest {digest} has unsupported media type {media_type}")
+        return cls(media_type, digest, raw, data)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @property
+    def manifests(self) -> list[Descriptor]:
+        return [Descriptor.from_dict(d) for d in self.data.get("manifests") or []]
+
+    @property
+    def layers(self) -> list[Descriptor]:
+        return [Descriptor.from_dict(d) for d in self.data.get("layers") or []]
+
+    @property
+    def config(self) -> Descriptor | None:
+        cfg = self.data.get("config")
+        return Descriptor.from_dict(cfg) if cfg else None
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.data.get("annotations") or {})
+
+    @property
+    def artifact_type(self) -> str | None:
+        """OCI 1.1 ``artifactType``, falling back to the config media type like ORAS does."""
+        if self.data.get("artifactType"):
+            return str(self.data["artifactType"])
+        cfg = self.config
+        return cfg.media_type if cfg else None
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """An image resolved to one platform manifest."""
+
+    reference: ImageReference  # pinned to the platform manifest's digest
+    manifest: Manifest
+    index_digest: str | None = None
+    platform: Platform | None = None
+
+    @property
+    def digest(self) -> str:
+        return self.manifest.digest
+
+
+def _sleep_backoff(attempt: int, base: float) -> None:
+    time.sleep(min(base * (2**attempt), 10.0))
+
+
+class RegistryClient:
+    """Client for one registry host (``host[:port]``); see the module docstring."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: Credentials | None = None,
+        ca_file: str | Path | None = None,
+        plain_http: bool = False,
+        tls_verify: bool = True,
+        retries: int = 5,
+        backoff: float = 0.5,
+        timeout: float = 60.0,
+    ) -> None:
+        self.registry = registry
+        self.api_host = ImageReference(registry, "x").api_host
+        self.credentials = credentials
+        self.plain_http = plain_http
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = (min(timeout, 15.0), timeout)
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        # Passed on every request: a session-level setting loses to REQUESTS_CA_BUNDLE.
+        self.verify: bool | str = True
+        if not tls_verify:
+            self.verify = False
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        elif ca_file:
+            self.verify = str(ca_file)
+        self._auth: dict[str, str] = {}  # scope -> Authorization header value
+        self._basic = False
+
+    @classmethod
+    def for_reference(
+        cls,
+        reference: ImageReference,
+        *,
+        docker_config: str | Path | None = None,
+        **kwargs: Any,
+    ) -> RegistryClient:
+        """A client for ``reference``'s registry, with credentials from a dockerconfigjson file."""
+        creds = None
+        if docker_config:
+            creds = credentials_for(reference.registry, load_docker_config(docker_config))
+        return cls(reference.registry, credentials=creds, **kwargs)
+
+    @property
+    def base_url(self) -> str:
+        return f"{'http' if self.plain_http else 'https'}://{self.api_host}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ---------------------------------------------------------------
+
+    def _authorize(self, challenge: Challenge, scope: str) -> None:
+        if challenge.scheme == "basic":
+            if not self.credentials:
+                raise AuthenticationFailed(
+                    f"registry {self.registry} requires credentials and none were given"
+                )
+            self._basic = True
+            return
+        if challenge.scheme != "bearer" or "realm" not in challenge.params:
+            raise AuthenticationFailed(
+                f"registry {self.registry} asks for unsupported authentication {challenge.scheme!r}"
+            )
+        params = {"scope": challenge.params.get("scope") or scope}
+        if "service" in challenge.params:
+            params["service"] = challenge.params["service"]
+        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
+        realm = challenge.params["realm"]
+        try:
+            resp = self.session.get(
+                realm, params=params, auth=auth, timeout=self.timeout, verify=self.verify
+            )
+        except requests.exceptions.SSLError as exc:
+            raise TLSFailure(f"TLS verification of token server {realm} failed: {exc}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise RegistryUnavailable(f"token server {realm} unreachable: {exc}") from exc
+        if resp.status_code in (401, 403):
+            who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
+            raise AuthenticationFailed(
+                f"token server {realm} refused {who} for {params['scope']} "
+                f"(HTTP {resp.status_code}); check the pull secret's user name and password"
+            )
+        if resp.status_code != 200:
+            raise RegistryError(f"token server {realm} answered HTTP {resp.status_code}")
+        try:
+            body = resp.json()
+            token = body.get("token") or body.get("access_token")
+        except ValueError:
+            token = None
+        if not token:
+            raise RegistryError(f"token server {realm} answered without a token")
+        self._auth[scope] = f"Bearer {token}"
+
+    def _auth_header(self, scope: str) -> str | None:
+        if self._basic and self.credentials:
+            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+            return "Basic " + base64.b64encode(raw).decode()
+        return self._auth.get(scope)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        body: Callable[[], Any] | bytes | None = None,
+        stream: bool = False,
+        ok: Iterable[int] = (200,),
+        what: str = "",
+    ) -> requests.Response:
+        """Send one request with auth, retries and error mapping; ``url`` may be a path."""
+        if url.startswith("/"):
+            url = self.base_url + url
+        ok = tuple(ok)
+        what = what or url
+        refreshed = False
+        attempt = 0
+        while True:
+            hdrs = dict(headers or {})
+            auth = self._auth_header(scope)
+            if auth:
+                hdrs["Authorization"] = auth
+            data = body() if callable(body) else body
+            try:
+                resp = self.session.request(
+                    method,
+                    url,
+                    headers=hdrs,
+                    data=data,
+                    stream=stream,
+                    timeout=self.timeout,
+                    verify=self.verify,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise TLSFailure(
+                    f"TLS verification of {self.registry} failed ({exc}); give the registry's CA "
+                    "bundle, or opt in to skipping verification"
+                ) from exc
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                if attempt >= self.retries:
+                    raise RegistryUnavailable(
+                        f"registry {self.registry} unreachable for {what} after "
+                        f"{attempt + 1} attempts: {exc}"
+                    ) from exc
+                log.warning("%s %s failed (%s); retrying", method, url, exc)
+                _sleep_backoff(attempt, self.backoff)
+                attempt += 1
+                continue
+            if resp.status_code in ok:
+                return resp
+            resp.close()
+            if resp.status_code == 401:
+                if refreshed:
+                    raise AuthenticationFailed(
+                        f"registry {self.registry} refused the credentials for {what} (HTTP 401)"
+                    )
+                header = resp.headers.get("WWW-Authenticate", "")
+                self._authorize(parse_challenge(header), scope)
+                refreshed = True
+                continue
+            if resp.status_code == 403:
+                raise AccessDenied(f"registry {self.registry} denied access to {what} (HTTP 403)")
+            if resp.status_code == 404:
+                raise ImageNotFound(f"{what} not found in registry {self.registry}")
+            if resp.status_code in _RETRY_STATUS and attempt < self.retries:
+                log.warning("%s %s answered %s; retrying", method, url, resp.status_code)
+                _sleep_backoff(attempt, self.backoff)
+                attempt += 1
+                continue
+            raise RegistryError(
+                f"registry {self.registry} answered HTTP {resp.status_code} for {what}: "
+                f"{resp.text[:300]}"
+            )
+
+    # -- manifests ---------------------------------------------------------------
+
+    def get_manifest(self, repository: str, ref: str) -> Manifest:
+        """Fetch a manifest or index by tag or digest; a digest is verified."""
+        resp = self.request(
+            "GET",
+            f"/v2/{repository}/manifests/{ref}",
+            scope=f"repository:{repository}:pull",
+            headers={"Accept": ACCEPT},
+            stream=True,
+            what=f"manifest {repository}:{ref}",
+        )
+        with resp:
+            raw = resp.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise UnsupportedManifest(f"manifest {repository}:{ref} is larger than 4 MiB")
+        manifest = Manifest.from_bytes(raw, resp.headers.get("Content-Type"))
+        if ref.startswith("sha256:") and manifest.digest != ref:
+            raise DigestMismatch(
+                f"manifest {repository}@{ref} has digest {manifest.digest}",
+                expected=ref,
+                actual=manifest.digest,
+            )
+        return manifest
+
+    def resolve(
+        self, reference: ImageReference, platform: Platform | str | None = None
+    ) -> ResolvedImage:
+        """Fetch the manifest of ``reference``, choosing ``platform`` from an index."""
+        if isinstance(platform, str):
+            platform = Platform.parse(platform)
+        platform = platform or DEFAULT_PLATFORM
+        top = self.get_manifest(reference.repository, reference.ref)
+        if not top.is_index:
+            return ResolvedImage(reference.with_digest(top.digest), top)
+        entries = top.manifests
+        chosen = next((d for d in entries if platform.matches(d.platform)), None)
+        if chosen is None:
+            have = ", ".join(
+                str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant")))
+                for p in (d.platform for d in entries)
+                if p
+            )
+            raise PlatformNotFound(
+                f"image {reference} has no manifest for platform {platform} "
+                f"(it has: {have or 'none'})",
+                platform=str(platform),
+            )
+        child = self.get_manifest(reference.repository, chosen.digest)
+        if child.is_index:
+            raise UnsupportedManifest(f"index {top.digest} nests another index")
+        return ResolvedImage(reference.with_digest(child.digest), child, top.digest, platform)
+
+    def put_manifest(self, repository: str, ref: str, raw: bytes, media_type: str) -> str:
+        """Upload a manifest under a tag (or its digest); return its digest."""
+        self.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{ref}",
+            scope=f"repository:{repository}:pull,push",
+            headers={"Content-Type": media_type},
+            body=raw,
+            ok=(200, 201),
+            what=f"manifest upload {repository}:{ref}",
+        )
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    # -- blobs -------------------------------------------------------------------
+
+    def open_blob(
+        self, repository: str, digest: str, size: int | None = None, *, max_resumes: int = 10
+    ) -> BlobReader:
+        """A verifying, resuming reader for one blob; close it when done."""
+        return BlobReader(self, repository, validate_digest(digest), size, max_resumes=max_resumes)
+
+    def get_blob_bytes(
+        self, repository: str, descriptor: Descriptor, limit: int = 4 << 20
+    ) -> bytes:
+        """Fetch a small blob (a config) whole, verified."""
+        if descriptor.size > limit:
+            raise UnsupportedManifest(f"blob {descriptor.digest} is larger than {limit} bytes")
+        with self.open_blob(repository, descriptor.digest, descriptor.size) as blob:
+            return blob.read()
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        try:
+            self.request(
+                "HEAD",
+                f"/v2/{repository}/blobs/{digest}",
+                scope=f"repository:{repository}:pull,push",
+                what=f"blob {digest}",
+            )
+        except ImageNotFound:
+            return False
+        return True
+
+    def upload_blob(
+        self, repository: str, digest: str, size: int, opener: Callable[[], IO[bytes]]
+    ) -> None:
+        """Upload a blob in one PUT unless the registry has it; ``opener`` reopens the data."""
+        if self.blob_exists(repository, digest):
+            return
+        scope = f"repository:{repository}:pull,push"
+        resp = self.request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            scope=scope,
+            ok=(202,),
+            what=f"blob upload start {repository}",
+        )
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.registry} started an upload without a Location")
+        url = urljoin(self.base_url + "/", location)
+        url += ("&" if "?" in url else "?") + f"digest={digest}"
+        self.request(
+            "PUT",
+            url,
+            scope=scope,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            body=opener,
+            ok=(201,),
+            what=f"blob upload {digest}",
+        )
+
+
+class BlobReader(io.RawIOBase):
+    """Streams one blob, resuming with Range requests and verifying size and digest at EOF.
+
+    ``readinto`` raises :class:`DigestMismatch` instead of returning the final 0 when the
+    bytes read do not hash to the digest. ``resumes`` counts resumed transfers.
+    """
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        digest: str,
+        size: int | None,
+        *,
+        max_resumes: int = 10,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.repository = repository
+        self.digest = digest
+        self.size = size
+        self.max_resumes = max_resumes
+        self.resumes = 0
+        self.offset = 0
+        self.verified = False
+        algo, _, self._expected = digest.partition(":")
+        self._hasher = hashlib.new(algo)
+        self._resp: requests.Response | None = None
+        self._fp: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _open(self) -> None:
+        headers = {"Range": f"bytes={self.offset}-"} if self.offset else {}
+        resp = self.client.request(
+            "GET",
+            f"/v2/{self.repository}/blobs/{self.digest}",
+            scope=f"repository:{self.repository}:pull",
+            headers=headers,
+            stream=True,
+            ok=(200, 206),
+            what=f"blob {self.digest}",
+        )
+        if self.offset and resp.status_code == 200:
+            # The server ignored Range: skip what we already have, without hashing it twice.
+            skip = self.offset
+            while skip:
+                chunk = resp.raw.read(min(skip, 1 << 20))
+                if not chunk:
+                    resp.close()
+                    raise RegistryError(f"blob {self.digest} shrank while resuming")
+                skip -= len(chunk)
+        elif resp.status_code == 206:
+            start = resp.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+            if start != str(self.offset):
+                resp.close()
+                raise RegistryError(
+                    f"registry resumed blob {self.digest} at {start!r}, not at {self.offset}"
+                )
+        self._resp = resp
+        # The http.client response under urllib3 reads straight into our buffer.
+        self._fp = resp.raw._fp if getattr(resp.raw, "_fp", None) is not None else resp.raw
+
+    def _drop(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+        self._resp = None
+        self._fp = None
+
+    def _resume(self, why: object) -> None:
+        self._drop()
+        if self.resumes >= self.max_resumes:
+            raise RegistryUnavailable(
+                f"blob {self.digest} transfer broke {self.resumes + 1} times; last: {why}"
+            )
+        self.resumes += 1
+        log.warning("blob %s broke at byte %d (%s); resuming", self.digest, self.offset, why)
+        _sleep_backoff(min(self.resumes - 1, 4), self.client.backoff)
+
+    def readinto(self, buffer: Any) -> int:
+        if self.verified:
+            return 0
+        view = memoryview(buffer).cast("B")
+        if self.size is not None:
+            # Ask for one byte beyond the declared size at most, to notice oversized blobs.
+            view = view[: max(1, min(len(view), self.size - self.offset + 1))]
+        while True:
+            if self._fp is None:
+                self._open()
+            try:
+                n = self._fp.readinto(view)
+            except _STREAM_ERRORS as exc:
+                self._resume(exc)
+                continue
+            if n:
+                self._hasher.update(view[:n])
+                self.offset += n
+                if self.size is not None and self.offset > self.size:
+                    self._drop()
+                    raise DigestMismatch(
+                        f"blob {self.digest} is longer than the {self.size} bytes its "
+                        "descriptor declares",
+                        expected=self.digest,
+                    )
+                return n
+            if self.size is not None and self.offset < self.size:
+                self._resume(f"connection closed after {self.offset} of {self.size} bytes")
+                continue
+            self._drop()
+            self._verify()
+            return 0
+
+    def _verify(self) -> None:
+        actual = self._hasher.hexdigest()
+        if actual != self._expected:
+            raise DigestMismatch(
+                f"blob {self.digest} from {self.client.registry}/{self.repository} is corrupt: "
+                f"its content hashes to {self._hasher.name}:{actual}; the import was stopped",
+                expected=self.digest,
+                actual=f"{self._hasher.name}:{actual}",
+            )
+        self.verified = True
+
+    def drain(self, bufsize: int = 1 << 20) -> None:
+        """Read to the end (verifying the digest)."""
+        buf = bytearray(bufsize)
+        while self.readinto(buf):
+            pass
+
+    def close(self) -> None:
+        self._drop()
+        super().close()

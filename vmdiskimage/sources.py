@@ -1,0 +1,569 @@
+"""Where the disk sits in an image: containerDisk layers or an OCI artifact layer.
+
+* **containerDisk** (KubeVirt): a container image whose filesystem holds one regular
+  file directly under ``disk/``. Layers are walked from the top one down, the way the
+  merged filesystem resolves them, so a whiteout in an upper layer hides a disk below it
+  and the disk layer itself streams in one pass. Links, devices, ``..`` paths and
+  sparse tar entries are refused as the disk.
+* **artifact**: a manifest with exactly one disk layer, recognised by media type
+  (ours, see :data:`DISK_MEDIA_TYPE_PREFIX`, or KubeVirt's ``application/vnd.kubevirt.disk.*``)
+  or by the :data:`ANNOTATION_FORMAT` annotation. The layer is the disk file itself,
+  possibly gzip, zstd or xz compressed.
+
+:func:`inspect` reads the manifest and only the first bytes of the disk;
+:func:`open_disk` streams the whole disk and verifies every blob it read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import compression, formats
+from .errors import CorruptData, DiskNotFound, UnsafeDisk, UnsupportedFormat, UnsupportedManifest
+from .reference import ImageReference
+from .registry import BlobReader, Descriptor, Platform, RegistryClient, ResolvedImage
+
+CONTAINER_DISK = "containerDisk"
+ARTIFACT = "artifact"
+
+#: Our artifact type (manifest ``artifactType`` and config media type).
+ARTIFACT_TYPE = "application/vnd.vmdiskimage.disk.v1"
+CONFIG_MEDIA_TYPE = "application/vnd.vmdiskimage.disk.config.v1+json"
+#: Our disk layer media types: ``<prefix><format>[+gzip|+zstd|+xz]``.
+DISK_MEDIA_TYPE_PREFIX = "application/vnd.vmdiskimage.disk.v1."
+KUBEVIRT_MEDIA_TYPE_PREFIX = "application/vnd.kubevirt.disk."
+
+ANNOTATION_FORMAT = "vm.example.com/disk.format"
+ANNOTATION_VIRTUAL_SIZE = "vm.example.com/disk.virtual-size"
+ANNOTATION_UNCOMPRESSED_SIZE = "vm.example.com/disk.uncompressed-size"
+ANNOTATION_TITLE = "org.opencontainers.image.title"
+
+TAR_LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar": compression.NONE,
+    "application/vnd.oci.image.layer.v1.tar+gzip": compression.GZIP,
+    "application/vnd.oci.image.layer.v1.tar+zstd": compression.ZSTD,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": compression.GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar": compression.NONE,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": compression.GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": compression.ZSTD,
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": compression.GZIP,
+}
+_DISK_MT_RE = re.compile(
+    rf"^(?:{re.escape(DISK_MEDIA_TYPE_PREFIX)}|{re.escape(KUBEVIRT_MEDIA_TYPE_PREFIX)})"
+    r"(?P<format>[a-z0-9]+)(?:\+(?P<compression>gzip|zstd|xz))?$"
+)
+
+HEAD_BYTES = formats.DETECT_BYTES
+
+
+def disk_media_type(fmt: str, comp: str) -> str:
+    """Our layer media type for a disk of ``fmt`` compressed with ``comp``."""
+    return DISK_MEDIA_TYPE_PREFIX + fmt + ("" if comp == compression.NONE else f"+{comp}")
+
+
+@dataclass
+class DiskInfo:
+    """What :func:`inspect` learns about an image's disk."""
+
+    reference: str  # pinned to the platform manifest digest
+    digest: str  # the platform manifest digest
+    index_digest: str | None
+    kind: str  # containerDisk | artifact
+    layer: Descriptor  # the blob holding the disk
+    compression: str
+    format: str  # raw, qcow2, vmdk, vpc, vhdx, iso
+    virtual_size: int | None  # None when only reading the whole stream can tell
+    disk_size: int | None  # bytes of the (uncompressed) disk file, when declared
+    disk_path: str | None = None  # containerDisk: the file's path in the image
+    has_backing_file: bool = False
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["layer"] = self.layer.to_dict()
+        return data
+
+
+# -- picking the layer ---------------------------------------------------------------
+
+
+def _int_annotation(annotations: dict[str, str], key: str) -> int | None:
+    value = annotations.get(key)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise UnsupportedManifest(f"annotation {key}={value!r} is not a byte count") from exc
+    if number < 0:
+        raise UnsupportedManifest(f"annotation {key}={value!r} is negative")
+    return number
+
+
+def _artifact_layer(layers: list[Descriptor]) -> Descriptor | None:
+    disks = [
+        d for d in layers if _DISK_MT_RE.match(d.media_type) or ANNOTATION_FORMAT in d.annotations
+    ]
+    if len(disks) > 1:
+        raise UnsupportedManifest(f"the artifact has {len(disks)} disk layers; expected one")
+    return disks[0] if disks else None
+
+
+def classify(resolved: ResolvedImage) -> tuple[str, list[Descriptor]]:
+    """``(kind, layers)``: the artifact's disk layer, or the containerDisk's tar layers."""
+    layers = resolved.manifest.layers
+    if not layers:
+        raise DiskNotFound(f"image {resolved.reference} has no layers")
+    disk = _artifact_layer(layers)
+    if disk is not None:
+        return ARTIFACT, [disk]
+    unknown = [d.media_type for d in layers if d.media_type not in TAR_LAYER_TYPES]
+    if unknown:
+        raise UnsupportedManifest(
+            f"image {resolved.reference} is neither a containerDisk (layer media types "
+            f"{', '.join(sorted(set(unknown)))} are not tar layers) nor a disk artifact "
+            f"(no layer of type {DISK_MEDIA_TYPE_PREFIX}* or {KUBEVIRT_MEDIA_TYPE_PREFIX}*)"
+        )
+    return CONTAINER_DISK, layers
+
+
+# -- the tar walk --------------------------------------------------------------------
+
+_REGULAR = (b"0", b"\0", b"7")
+_TYPE_NAMES = {
+    b"1": "hard link",
+    b"2": "symbolic link",
+    b"3": "character device",
+    b"4": "block device",
+    b"6": "FIFO",
+    b"S": "GNU sparse file",
+}
+
+
+@dataclass
+class TarEntry:
+    name: str
+    type: bytes
+    size: int
+    linkname: str = ""
+    sparse: bool = False
+
+    @property
+    def is_regular(self) -> bool:
+        return self.type in _REGULAR and not self.sparse
+
+
+def _cstr(field_bytes: bytes) -> str:
+    return field_bytes.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _number(field_bytes: bytes) -> int:
+    if field_bytes[0] & 0x80:  # GNU base-256 for sizes over 8 GiB
+        value = int.from_bytes(field_bytes[1:], "big")
+        if field_bytes[0] & 0x40:
+            raise CorruptData("negative number in a tar header")
+        return value | ((field_bytes[0] & 0x3F) << (8 * (len(field_bytes) - 1)))
+    text = field_bytes.replace(b"\0", b" ").strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError as exc:
+        raise CorruptData(f"bad number {field_bytes!r} in a tar header") from exc
+
+
+def _parse_pax(data: bytes) -> dict[str, str]:
+    records: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        if space < 0:
+            break
+        try:
+            length = int(data[pos:space])
+        except ValueError as exc:
+            raise CorruptData("malformed pax header in a layer") from exc
+        if length <= 0:
+            raise CorruptData("malformed pax header in a layer")
+        record = data[space + 1 : pos + length - 1]
+        key, _, value = record.partition(b"=")
+        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return records
+
+
+class TarReader:
+    """A minimal streaming tar parser: headers in Python, entry data straight to the caller.
+
+    Understands ustar, GNU long names and pax headers (path, linkpath, size, sparse
+    markers). Entry data is read through :meth:`readinto` with no extra copies.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._remaining = 0  # data bytes of the current entry not read yet
+        self._padding = 0
+        self._scratch = bytearray(1 << 20)
+        self._block = bytearray(512)
+        self.finished = False
+
+    def _read_exact(self, buffer: Any, what: str) -> None:
+        if compression.read_full(self._stream, buffer) != len(buffer):
+            raise CorruptData(f"the layer ends inside a tar {what}")
+
+    def _skip(self, count: int) -> None:
+        view = memoryview(self._scratch)
+        while count:
+            n = self._stream.readinto(view[: min(count, len(view))])
+            if not n:
+                raise CorruptData("the layer ends inside a tar entry")
+            count -= n
+
+    def _read_data(self, size: int) -> bytes:
+        if size > 1 << 20:
+            raise CorruptData(f"tar metadata entry of {size} bytes is implausibly large")
+        data = bytearray(size)
+        self._read_exact(data, "metadata entry")
+        self._skip(-size % 512)
+        return bytes(data)
+
+    def next(self) -> TarEntry | None:
+        """The next entry's header (skipping unread data of the current one), or None at end."""
+        if self.finished:
+            return None
+        self._skip(self._remaining + self._padding)
+        self._remaining = self._padding = 0
+        pax: dict[str, str] = {}
+        long_name = long_link = None
+        while True:
+            n = compression.read_full(self._stream, self._block)
+            if n == 0:
+                self.finished = True  # tolerated: some writers omit the end-of-archive blocks
+                return None
+            if n != 512:
+                raise CorruptData("the layer ends inside a tar header")
+            block = bytes(self._block)
+            if block == bytes(512):
+                self.finished = True
+                return None
+            stored = _number(block[148:156])
+            computed = sum(block) - sum(block[148:156]) + 8 * 32
+            if stored != computed:
+                raise CorruptData(
+                    "a tar header checksum is wrong: the layer is not a tar or corrupt"
+                )
+            typeflag = block[156:157]
+            size = _number(block[124:136])
+            if typeflag == b"L":
+                long_name = _cstr(self._read_data(size))
+                continue
+            if typeflag == b"K":
+                long_link = _cstr(self._read_data(size))
+                continue
+            if typeflag == b"x":
+                pax.update(_parse_pax(self._read_data(size)))
+                continue
+            if typeflag == b"g":
+                self._read_data(size)
+                continue
+            name = _cstr(block[0:100])
+            if block[257:263] == b"ustar\x00":
+                prefix = _cstr(block[345:500])
+                if prefix:
+                    name = f"{prefix}/{name}"
+            name = pax.get("path", long_name or name)
+            linkname = pax.get("linkpath", long_link or _cstr(block[157:257]))
+            if "size" in pax:
+                size = int(pax["size"])
+            sparse = any(k.startswith("GNU.sparse") for k in pax) or typeflag == b"S"
+            has_data = typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6")
+            self._remaining = size if has_data else 0
+            self._padding = -self._remaining % 512
+            return TarEntry(name, typeflag, size, linkname, sparse)
+
+    def readinto(self, buffer: Any) -> int:
+        """Read the current entry's data; 0 at its end."""
+        if not self._remaining:
+            return 0
+        view = memoryview(buffer).cast("B")
+        if len(view) > self._remaining:
+            view = view[: self._remaining]
+        n = self._stream.readinto(view)
+        if not n:
+            raise CorruptData("the layer ends inside the disk file")
+        self._remaining -= n
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+
+def _parts(name: str) -> list[str]:
+    return [p for p in name.split("/") if p not in ("", ".")]
+
+
+# -- streams -------------------------------------------------------------------------
+
+
+class DiskStream:
+    """The disk's bytes (``readinto``), its :class:`DiskInfo`, and :meth:`finish`.
+
+    Call :meth:`finish` after reading the disk: it reads the rest of the layer and
+    verifies its digest. Only then may the import be reported as done.
+    """
+
+    def __init__(
+        self,
+        info: DiskInfo,
+        blob: BlobReader,
+        layer_stream: Any,
+        data: Any,
+        head: bytes,
+    ) -> None:
+        self.info = info
+        self.blob = blob
+        self._layer_stream = layer_stream
+        self._data = data
+        self._head = memoryview(head)
+        self.bytes_read = 0
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if len(self._head):
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+        else:
+            n = self._data.readinto(view)
+        self.bytes_read += n
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def finish(self) -> None:
+        """Drain the layer to its end so the blob's digest is verified (raises on mismatch)."""
+        _drain(self._layer_stream, self.blob)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._layer_stream.close()
+        self.blob.close()
+
+    def __enter__(self) -> DiskStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _drain(stream: Any, blob: BlobReader) -> None:
+    scratch = bytearray(1 << 20)
+    while stream.readinto(scratch):
+        pass
+    blob.drain()
+
+
+def _layer_compression(layer: Descriptor, blob_head: bytes, kind: str) -> str:
+    if kind == CONTAINER_DISK:
+        declared = TAR_LAYER_TYPES.get(layer.media_type, compression.NONE)
+    else:
+        match = _DISK_MT_RE.match(layer.media_type)
+        declared = (match and match.group("compression")) or compression.from_media_type(
+            layer.media_type
+        )
+    sniffed = compression.detect_magic(blob_head)
+    # Magic bytes win: mislabelled layers exist (e.g. gzip layers typed as plain tar).
+    if sniffed != compression.NONE:
+        return sniffed
+    return declared or compression.NONE
+
+
+class _Peekable:
+    """A blob reader whose first bytes were read for sniffing and are replayed."""
+
+    def __init__(self, blob: BlobReader, head: bytes) -> None:
+        self._blob = blob
+        self._head = memoryview(head)
+
+    def readinto(self, buffer: Any) -> int:
+        if len(self._head):
+            view = memoryview(buffer).cast("B")
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._blob.readinto(buffer)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 20
+        buf = bytearray(size)
+        n = self.readinto(buf)
+        return bytes(buf[:n])
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def _open_layer(client: RegistryClient, repository: str, layer: Descriptor, kind: str):  # type: ignore[no-untyped-def]
+    blob = client.open_blob(repository, layer.digest, layer.size)
+    head = bytearray(8)
+    n = compression.read_full(blob, head)
+    comp = _layer_compression(layer, bytes(head[:n]), kind)
+    stream = compression.open_decompressed(_Peekable(blob, bytes(head[:n])), comp)  # type: ignore[arg-type]
+    return blob, stream, comp
+
+
+def _read_head(data: Any, limit: int | None) -> bytes:
+    want = HEAD_BYTES if limit is None else min(HEAD_BYTES, limit)
+    head = bytearray(want)
+    n = compression.read_full(data, head)
+    return bytes(head[:n])
+
+
+def _container_disk(
+    client: RegistryClient, resolved: ResolvedImage, layers: list[Descriptor]
+) -> DiskStream:
+    repository = resolved.reference.repository
+    hidden: set[str] = set()
+    for layer in reversed(layers):
+        blob, stream, comp = _open_layer(client, repository, layer, CONTAINER_DISK)
+        try:
+            tar = TarReader(stream)
+            opaque = False
+            whiteouts: set[str] = set()
+            while (entry := tar.next()) is not None:
+                parts = _parts(entry.name)
+                if ".." in parts:
+                    raise UnsafeDisk(
+                        f"layer {layer.digest} holds {entry.name!r}, a path that climbs out "
+                        "with '..'; refusing the image"
+                    )
+                if parts == [".wh.disk"] or parts == ["disk", ".wh..wh..opq"]:
+                    opaque = True
+                    continue
+                if len(parts) != 2 or parts[0] != "disk":
+                    continue
+                if parts[1].startswith(".wh."):
+                    whiteouts.add(parts[1][4:])
+                    continue
+                if entry.type == b"5" or parts[1] in hidden:
+                    continue
+                path = "disk/" + parts[1]
+                if not entry.is_regular:
+                    kind = _TYPE_NAMES.get(entry.type, f"tar type {entry.type!r}")
+                    if entry.sparse:
+                        kind = "sparse tar entry"
+                    target = f" to {entry.linkname!r}" if entry.linkname else ""
+                    raise UnsafeDisk(
+                        f"{path} in layer {layer.digest} is a {kind}{target}, not a regular "
+                        "file; refusing it as the disk",
+                        path=path,
+                    )
+                head = _read_head(tar, entry.size)
+                detected = formats.detect(head)
+                info = DiskInfo(
+                    reference=str(resolved.reference),
+                    digest=resolved.digest,
+                    index_digest=resolved.index_digest,
+                    kind=CONTAINER_DISK,
+                    layer=layer,
+                    compression=comp,
+                    format=detected.format,
+                    virtual_size=detected.virtual_size
+                    if detected.format != formats.RAW
+                    else entry.size,
+                    disk_size=entry.size,
+                    disk_path=path,
+                    has_backing_file=detected.has_backing_file,
+                )
+                return DiskStream(info, blob, stream, tar, head)
+            # No disk in this layer: read it to the end so it is verified too.
+            _drain(stream, blob)
+        except BaseException:
+            stream.close()
+            blob.close()
+            raise
+        stream.close()
+        blob.close()
+        if opaque:
+            break
+        hidden |= whiteouts
+    raise DiskNotFound(
+        f"image {resolved.reference} is not a containerDisk: no regular file under disk/"
+    )
+
+
+def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
+    blob, stream, comp = _open_layer(client, resolved.reference.repository, layer, ARTIFACT)
+    try:
+        declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
+        if declared is None and comp == compression.NONE:
+            declared = layer.size
+        head = _read_head(stream, declared)
+        detected = formats.detect(head)
+        annotated_format = layer.annotations.get(ANNOTATION_FORMAT)
+        match = _DISK_MT_RE.match(layer.media_type)
+        labelled = annotated_format or (match.group("format") if match else None)
+        if (
+            labelled
+            and labelled != detected.format
+            and not (labelled == "vhd" and detected.format == formats.VHD)
+        ):
+            raise UnsupportedFormat(
+                f"layer {layer.digest} is labelled {labelled} but its bytes are {detected.format}"
+            )
+        virtual = detected.virtual_size
+        if detected.format == formats.RAW:
+            virtual = declared or _int_annotation(layer.annotations, ANNOTATION_VIRTUAL_SIZE)
+        info = DiskInfo(
+            reference=str(resolved.reference),
+            digest=resolved.digest,
+            index_digest=resolved.index_digest,
+            kind=ARTIFACT,
+            layer=layer,
+            compression=comp,
+            format=detected.format,
+            virtual_size=virtual,
+            disk_size=declared,
+            disk_path=layer.annotations.get(ANNOTATION_TITLE),
+            has_backing_file=detected.has_backing_file,
+            annotations=dict(layer.annotations),
+        )
+    except BaseException:
+        stream.close()
+        blob.close()
+        raise
+    return DiskStream(info, blob, stream, stream, head)
+
+
+def open_disk(client: RegistryClient, resolved: ResolvedImage) -> DiskStream:
+    """Open the disk of a resolved image for streaming (close the result when done)."""
+    kind, layers = classify(resolved)
+    if kind == ARTIFACT:
+        return _artifact(client, resolved, layers[0])
+    return _container_disk(client, resolved, layers)
+
+
+def inspect(
+    client: RegistryClient,
+    reference: ImageReference | str,
+    platform: Platform | str | None = None,
+) -> DiskInfo:
+    """Resolve ``reference`` and describe its disk, reading only its first bytes.
+
+    The manifest (and index) digests are verified; the disk layer is not read to its end,
+    so its digest is checked only by a full :func:`open_disk` + :meth:`DiskStream.finish`.
+    """
+    if isinstance(reference, str):
+        reference = ImageReference.parse(reference)
+    resolved = client.resolve(reference, platform)
+    with open_disk(client, resolved) as disk:
+        return disk.info

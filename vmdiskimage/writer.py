@@ -1,0 +1,205 @@
+"""The sparse streaming writer: a file (Filesystem volume) or a block device target.
+
+Zero blocks are skipped instead of written. On a file they become holes (the file
+is truncated to zero first, so no stale data survives a retry). On a block device
+they are skipped only after the whole device was discarded with
+``fallocate(PUNCH_HOLE)``, which the kernel only accepts when the device then reads
+back zeros; otherwise every block is written.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .compression import read_full
+from .errors import DiskTooLarge, TargetError, TargetTooSmall
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 4 << 20
+#: Granularity of hole detection: zero runs shorter than this are written.
+BLOCK_SIZE = 64 << 10
+
+_ZERO_CHUNK = bytes(CHUNK_SIZE)
+_ZERO_BLOCK = bytes(BLOCK_SIZE)
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+_libc: Any = None
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if _libc.fallocate(fd, mode, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def is_block_device(path: str | Path) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+class DiskWriter:
+    """Writes a disk sequentially from offset 0, leaving zero blocks unwritten where safe.
+
+    ``limit`` caps how many bytes the source may produce (its declared size, or what
+    the target can hold): more raises :class:`DiskTooLarge` before anything past it
+    is written.
+    """
+
+    def __init__(self, path: str | Path, *, limit: int | None = None) -> None:
+        self.path = Path(path)
+        self.is_block = is_block_device(self.path)
+        self.offset = 0
+        self.bytes_written = 0  # bytes actually written (holes excluded)
+        self.limit = limit
+        self.zeroed = False
+        try:
+            if self.is_block:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+                self.capacity: int | None = os.lseek(self.fd, 0, os.SEEK_END)
+                self.zeroed = self._discard_device()
+            else:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o660)
+                os.ftruncate(self.fd, 0)
+                self.capacity = None
+        except OSError as exc:
+            raise TargetError(f"cannot open target {self.path}: {exc.strerror}") from exc
+        if self.capacity is not None and (self.limit is None or self.limit > self.capacity):
+            self.limit = self.capacity
+
+    def _discard_device(self) -> bool:
+        assert self.capacity is not None
+        try:
+            _fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, self.capacity)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.EPERM):
+                raise
+            log.info("%s cannot be discarded to zeros (%s): writing every block", self.path, exc)
+            return False
+        return True
+
+    @property
+    def skip_zeros(self) -> bool:
+        return not self.is_block or self.zeroed
+
+    def write(self, buffer: Any, length: int) -> None:
+        """Write ``buffer[:length]`` at the current offset, skipping zero blocks."""
+        end = self.offset + length
+        if self.limit is not None and end > self.limit:
+            raise DiskTooLarge(
+                f"the disk data runs past {self.limit} bytes, more than it declared or the "
+                "target holds; refusing to write it",
+                limit=self.limit,
+            )
+        view = memoryview(buffer)
+        try:
+            if not self.skip_zeros:
+                self._pwrite(view[:length], self.offset)
+            elif length == CHUNK_SIZE and buffer.startswith(_ZERO_CHUNK):
+                pass  # the common case of a sparse disk: one memcmp and nothing to write
+            else:
+                self._write_sparse(buffer, view, length)
+        except OSError as exc:
+            raise TargetError(
+                f"writing {self.path} at {self.offset} failed: {exc.strerror}"
+            ) from exc
+        self.offset = end
+
+    def _write_sparse(self, buffer: Any, view: memoryview, length: int) -> None:
+        run_start = -1
+        pos = 0
+        while pos < length:
+            step = min(BLOCK_SIZE, length - pos)
+            zero = buffer.startswith(_ZERO_BLOCK if step == BLOCK_SIZE else bytes(step), pos)
+            if zero:
+                if run_start >= 0:
+                    self._pwrite(view[run_start:pos], self.offset + run_start)
+                    run_start = -1
+            elif run_start < 0:
+                run_start = pos
+            pos += step
+        if run_start >= 0:
+            self._pwrite(view[run_start:length], self.offset + run_start)
+
+    def _pwrite(self, view: memoryview, offset: int) -> None:
+        while len(view):
+            n = os.pwrite(self.fd, view, offset)
+            self.bytes_written += n
+            view = view[n:]
+            offset += n
+
+    def copy_from(
+        self,
+        stream: Any,
+        *,
+        length: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> int:
+        """Copy ``stream`` (``length`` bytes, or to EOF) into the target; return bytes read."""
+        buffer = bytearray(chunk_size)
+        view = memoryview(buffer)
+        copied = 0
+        while length is None or copied < length:
+            want = chunk_size if length is None else min(chunk_size, length - copied)
+            n = read_full(stream, view[:want])
+            if not n:
+                break
+            self.write(buffer, n)
+            copied += n
+            if progress:
+                progress(copied)
+        return copied
+
+    def finish(self, size: int) -> None:
+        """Set the disk's final size (holes to the end on a file), fsync and close."""
+        if size < self.offset:
+            raise TargetTooSmall(
+                f"target size {size} is smaller than the {self.offset} bytes of disk data",
+                target_size=size,
+                virtual_size=self.offset,
+            )
+        try:
+            if self.is_block:
+                assert self.capacity is not None
+                if size > self.capacity:
+                    raise TargetTooSmall(
+                        f"block device {self.path} holds {self.capacity} bytes, the disk needs "
+                        f"{size}",
+                        target_size=self.capacity,
+                        virtual_size=size,
+                    )
+            else:
+                os.ftruncate(self.fd, size)
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise TargetError(f"finishing {self.path} failed: {exc.strerror}") from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> DiskWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
