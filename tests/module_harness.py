@@ -65,16 +65,20 @@ def run_module(
     check_mode: bool = False,
     diff: bool = False,
     env: dict[str, str] | None = None,
+    pythonpath_first: str | None = None,
     timeout: float = 120,
 ) -> dict[str, Any]:
     """Run plugins/modules/<name>.py with ANSIBLE_MODULE_ARGS; return its JSON result."""
     module_args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    env = ansible_env(env)
+    if pythonpath_first:
+        env["PYTHONPATH"] = os.pathsep.join((pythonpath_first, env["PYTHONPATH"]))
     proc = subprocess.run(
         [sys.executable, str(MODULES_DIR / f"{name}.py")],
         input=json.dumps({"ANSIBLE_MODULE_ARGS": module_args}),
         capture_output=True,
         text=True,
-        env=ansible_env(env),
+        env=env,
         cwd=ROOT,
         timeout=timeout,
         check=False,

@@ -1,0 +1,214 @@
+#!/usr/bin/python
+"""Work out the disk size and the PVC size a VM disk needs."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: disk_size
+short_description: Work out the final disk size and the PVC size for a VM disk
+version_added: 0.1.0
+description:
+  - From the source disk's virtual size, the requested target size, the volume mode and
+    the filesystem overhead, returns the size the disk is grown to and the PVC size to
+    request for it.
+  - Given the capacity of an existing PVC, also says whether that PVC can hold the disk,
+    and fails (with both numbers) when it cannot.
+  - Fails when the target size is below the source's virtual size.
+  - Pure computation with the sizing rules of the C(vmdiskimage) package, the same the
+    populator pod applies; nothing is read or written.
+author:
+  - vmdiskimage-operator maintainers
+options:
+  virtual_size:
+    description:
+      - Virtual size of the source disk, in bytes or as a Kubernetes quantity, usually
+        the C(virtual_size) returned by M(vm_example.vmdiskimage.oci_image_info).
+    type: raw
+    required: true
+  target_size:
+    description:
+      - Size the disk is grown to, a Kubernetes quantity such as C(20Gi) or a number of
+        bytes (C(spec.targetSize) of a VMDiskImage).
+      - Unset means the disk keeps its virtual size.
+    type: raw
+  volume_mode:
+    description:
+      - Volume mode of the PVC. A C(Block) volume holds the disk itself; a C(Filesystem)
+        volume holds a C(disk.img) file and needs room for the filesystem's own overhead.
+    type: str
+    choices: [Filesystem, Block]
+    default: Filesystem
+  filesystem_overhead:
+    description:
+      - Share of a C(Filesystem) volume kept for the filesystem itself, from 0 to below 1.
+      - Unset means the package default, 0.055 (the default of KubeVirt CDI).
+    type: float
+  pvc_capacity:
+    description:
+      - Capacity of an existing PVC (C(status.capacity.storage), or its request while
+        unbound), as a quantity or bytes. When set, the module checks that the disk fits.
+    type: raw
+attributes:
+  check_mode:
+    support: full
+    details: Nothing is changed in any mode.
+  diff_mode:
+    support: none
+requirements:
+  - vmdiskimage (this repository's Python package, C(pip install .))
+"""
+
+EXAMPLES = r"""
+- name: Work out the PVC size for a 20Gi disk on a Filesystem volume
+  vm_example.vmdiskimage.disk_size:
+    virtual_size: "{{ __image.virtual_size }}"
+    target_size: 20Gi
+    volume_mode: Filesystem
+  register: __sizes
+
+- name: Check that the user's own PVC can hold the disk
+  vm_example.vmdiskimage.disk_size:
+    virtual_size: 10737418240
+    target_size: 20Gi
+    volume_mode: Block
+    pvc_capacity: "{{ __pvc.status.capacity.storage | default(__pvc_request) }}"
+"""
+
+RETURN = r"""
+virtual_size:
+  description: Virtual size of the source disk, in bytes.
+  returned: success
+  type: int
+  sample: 10737418240
+disk_size:
+  description:
+    - Size the disk is grown to, in bytes - the target size (sector aligned), or the
+      virtual size when no target is given.
+  returned: success
+  type: int
+  sample: 21474836480
+disk_size_quantity:
+  description: O(disk_size) as the shortest exact Kubernetes quantity.
+  returned: success
+  type: str
+  sample: 20Gi
+pvc_size:
+  description: Smallest PVC request (bytes, MiB aligned) that holds the disk on this volume mode.
+  returned: success
+  type: int
+  sample: 22724739072
+pvc_size_quantity:
+  description: The PVC request as a Kubernetes quantity, ready for C(resources.requests.storage).
+  returned: success
+  type: str
+  sample: 21672Mi
+pvc_capacity:
+  description: Capacity of the existing PVC, in bytes.
+  returned: when O(pvc_capacity) is set
+  type: int
+  sample: 32212254720
+usable_size:
+  description: Largest disk the existing PVC can hold, in bytes.
+  returned: when O(pvc_capacity) is set
+  type: int
+  sample: 30440181760
+fits:
+  description: Whether the existing PVC can hold the disk (always true on success).
+  returned: when O(pvc_capacity) is set
+  type: bool
+  sample: true
+reason:
+  description: Why it failed - C(TargetTooSmall), C(PVCTooSmall) or C(InvalidArgument).
+  returned: failure
+  type: str
+  sample: PVCTooSmall
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures import (
+    ModuleFailure,
+    fail_from_exception,
+)
+
+try:
+    from vmdiskimage import sizing
+
+    HAS_VMDISKIMAGE = True
+    VMDISKIMAGE_IMPORT_ERROR = None
+except ImportError:
+    HAS_VMDISKIMAGE = False
+    VMDISKIMAGE_IMPORT_ERROR = traceback.format_exc()
+
+ARGUMENT_SPEC = dict(
+    virtual_size=dict(type="raw", required=True),
+    target_size=dict(type="raw"),
+    volume_mode=dict(type="str", choices=["Filesystem", "Block"], default="Filesystem"),
+    filesystem_overhead=dict(type="float"),
+    pvc_capacity=dict(type="raw"),
+)
+
+
+def _bytes(value):
+    """Bytes in an int, a digit string or a quantity."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return sizing.parse_quantity(value)
+
+
+def _both(size):
+    return f"{sizing.format_quantity(size)} ({size} bytes)"
+
+
+def compute(params):
+    """The module result for ``params``; raises for sizes that do not work."""
+    overhead = params["filesystem_overhead"]
+    if overhead is None:
+        overhead = sizing.DEFAULT_FILESYSTEM_OVERHEAD
+    mode = params["volume_mode"]
+    virtual = _bytes(params["virtual_size"])
+    target = params["target_size"]
+    disk = sizing.target_virtual_size(virtual, None if target in (None, "") else _bytes(target))
+    pvc = sizing.pvc_size(disk, mode, overhead)
+    result = dict(
+        changed=False,
+        virtual_size=virtual,
+        disk_size=disk,
+        disk_size_quantity=sizing.format_quantity(disk),
+        pvc_size=pvc,
+        pvc_size_quantity=sizing.format_quantity(pvc),
+    )
+    if params["pvc_capacity"] not in (None, ""):
+        capacity = _bytes(params["pvc_capacity"])
+        usable = sizing.usable_disk_size(capacity, mode, overhead)
+        result.update(pvc_capacity=capacity, usable_size=usable, fits=usable >= disk)
+        if not result["fits"]:
+            where = "" if mode == "Block" else f" after {overhead:.1%} filesystem overhead"
+            raise ModuleFailure(
+                f"the PVC's capacity {_both(capacity)} holds a disk of at most "
+                f"{_both(usable)}{where}, but the disk needs {_both(disk)}; request at least "
+                f"{_both(pvc)} for a {mode} volume",
+                "PVCTooSmall",
+                **result,
+            )
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if not HAS_VMDISKIMAGE:
+        module.fail_json(
+            msg=missing_required_lib("vmdiskimage"),
+            exception=VMDISKIMAGE_IMPORT_ERROR,
+            reason="MissingLibrary",
+        )
+    try:
+        result = compute(module.params)
+    except Exception as exc:
+        fail_from_exception(module, exc, "Working out the disk and PVC sizes")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
