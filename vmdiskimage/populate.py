@@ -55,6 +55,7 @@ class PopulateResult:
     bytes_written: int
     seconds: float
     target: str
+    resumes: int = 0  # broken transfers of the disk layer resumed with Range requests
 
     def to_message(self) -> dict[str, Any]:
         data = asdict(self)
@@ -228,6 +229,7 @@ def populate(
                     disk, target_path, target_size, target_format, scratch_dir, progress
                 )
             progress.update(disk.bytes_read, force=True)
+            resumes = disk.blob.resumes
     finally:
         if own_client:
             client.close()
@@ -242,6 +244,7 @@ def populate(
         bytes_written=written,
         seconds=round(time.monotonic() - started, 3),
         target=str(target_path),
+        resumes=resumes,
     )
 
 

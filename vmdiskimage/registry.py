@@ -427,10 +427,12 @@ class RegistryClient:
         if len(raw) > MAX_MANIFEST_BYTES:
             raise UnsupportedManifest(f"manifest {repository}:{ref} is larger than 4 MiB")
         manifest = Manifest.from_bytes(raw, resp.headers.get("Content-Type"))
-        if ref.startswith("sha256:") and manifest.digest != ref:
+        expected = ref if ref.startswith("sha256:") else resp.headers.get("Docker-Content-Digest")
+        if expected and expected.startswith("sha256:") and manifest.digest != expected:
             raise DigestMismatch(
-                f"manifest {repository}@{ref} has digest {manifest.digest}",
-                expected=ref,
+                f"manifest {repository}:{ref} from {self.registry} is corrupt: expected "
+                f"{expected}, its content hashes to {manifest.digest}",
+                expected=expected,
                 actual=manifest.digest,
             )
         return manifest

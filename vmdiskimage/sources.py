@@ -214,13 +214,17 @@ class TarReader:
         if compression.read_full(self._stream, buffer) != len(buffer):
             raise CorruptData(f"the layer ends inside a tar {what}")
 
-    def _skip(self, count: int) -> None:
+    def _skip(self, count: int, *, eof_ok: bool = False) -> bool:
+        """Skip ``count`` bytes; False if the stream ended first and ``eof_ok``."""
         view = memoryview(self._scratch)
         while count:
             n = self._stream.readinto(view[: min(count, len(view))])
             if not n:
+                if eof_ok:
+                    return False
                 raise CorruptData("the layer ends inside a tar entry")
             count -= n
+        return True
 
     def _read_data(self, size: int) -> bytes:
         if size > 1 << 20:
@@ -234,7 +238,11 @@ class TarReader:
         """The next entry's header (skipping unread data of the current one), or None at end."""
         if self.finished:
             return None
-        self._skip(self._remaining + self._padding)
+        self._skip(self._remaining)
+        # Some writers (umoci 0.4) end the archive right after the last entry's data.
+        if not self._skip(self._padding, eof_ok=True):
+            self.finished = True
+            return None
         self._remaining = self._padding = 0
         pax: dict[str, str] = {}
         long_name = long_link = None
@@ -414,11 +422,23 @@ class _Peekable:
 
 def _open_layer(client: RegistryClient, repository: str, layer: Descriptor, kind: str):  # type: ignore[no-untyped-def]
     blob = client.open_blob(repository, layer.digest, layer.size)
-    head = bytearray(8)
+    head = bytearray(32)
     n = compression.read_full(blob, head)
-    comp = _layer_compression(layer, bytes(head[:n]), kind)
-    stream = compression.open_decompressed(_Peekable(blob, bytes(head[:n])), comp)  # type: ignore[arg-type]
-    return blob, stream, comp
+    blob_head = bytes(head[:n])
+    comp = _layer_compression(layer, blob_head, kind)
+    stream = compression.open_decompressed(_Peekable(blob, blob_head), comp)  # type: ignore[arg-type]
+    return blob, stream, comp, blob_head
+
+
+def _zstd_content_size(blob_head: bytes) -> int | None:
+    """The first zstd frame's declared content size (a size hint, never a limit)."""
+    import zstandard
+
+    try:
+        size = zstandard.frame_content_size(blob_head)
+    except zstandard.ZstdError:
+        return None
+    return size if size >= 0 else None
 
 
 def _read_head(data: Any, limit: int | None) -> bytes:
@@ -434,7 +454,7 @@ def _container_disk(
     repository = resolved.reference.repository
     hidden: set[str] = set()
     for layer in reversed(layers):
-        blob, stream, comp = _open_layer(client, repository, layer, CONTAINER_DISK)
+        blob, stream, comp, _ = _open_layer(client, repository, layer, CONTAINER_DISK)
         try:
             tar = TarReader(stream)
             opaque = False
@@ -502,7 +522,8 @@ def _container_disk(
 
 
 def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
-    blob, stream, comp = _open_layer(client, resolved.reference.repository, layer, ARTIFACT)
+    repository = resolved.reference.repository
+    blob, stream, comp, blob_head = _open_layer(client, repository, layer, ARTIFACT)
     try:
         declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
         if declared is None and comp == compression.NONE:
@@ -523,6 +544,8 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
         virtual = detected.virtual_size
         if detected.format == formats.RAW:
             virtual = declared or _int_annotation(layer.annotations, ANNOTATION_VIRTUAL_SIZE)
+            if virtual is None and comp == compression.ZSTD:
+                virtual = _zstd_content_size(blob_head)
         info = DiskInfo(
             reference=str(resolved.reference),
             digest=resolved.digest,

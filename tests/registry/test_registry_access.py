@@ -1,0 +1,205 @@
+"""TLS, basic and token auth, index platform selection, Range resume and digest checks
+against real docker-registry processes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from tests.registry.conftest import client_for
+from tests.support.images import Layout, MiB, make_disk, skopeo_copy
+from tests.support.registry import start_registry
+from vmdiskimage import errors, push, sources
+from vmdiskimage.populate import main, populate
+from vmdiskimage.reference import ImageReference
+from vmdiskimage.registry import RegistryClient
+
+pytestmark = pytest.mark.registry
+
+
+def _push(registry, disk, repo, **kw):
+    with client_for(registry) as client:
+        return push.push(disk, f"{registry.url}/{repo}", client=client, **kw)
+
+
+def test_tls_registry_with_private_ca(tls_registry, disks, tmp_path):
+    ref = f"{tls_registry.url}/tls/disk:1"
+    _push(tls_registry, disks["raw"], "tls/disk:1")
+    result = populate(ref, tmp_path / "a.img", ca_file=tls_registry.ca_file)
+    assert (tmp_path / "a.img").read_bytes() == disks["raw"].read_bytes()
+    assert result.digest.startswith("sha256:")
+    with pytest.raises(errors.TLSFailure, match="CA bundle"):
+        populate(ref, tmp_path / "b.img")
+    populate(ref, tmp_path / "c.img", tls_verify=False)  # explicit opt-in only
+    with pytest.raises(errors.RegistryError):
+        populate(ref, tmp_path / "d.img", plain_http=True)  # HTTP to a TLS port
+
+
+@pytest.mark.parametrize("registry_name", ["basic_registry", "token_registry"])
+def test_auth_with_dockerconfigjson(request, registry_name, disks, tmp_path):
+    registry = request.getfixturevalue(registry_name)
+    _push(registry, disks["raw"], "auth/disk:1", kind=sources.CONTAINER_DISK, comp="gzip")
+    ref = f"{registry.url}/auth/disk:1"
+    options = registry.client_options()
+    result = populate(
+        ref, tmp_path / "ok.img", docker_config=registry.dockerconfigjson_path(), **options
+    )
+    assert (tmp_path / "ok.img").read_bytes() == disks["raw"].read_bytes()
+    assert result.kind == sources.CONTAINER_DISK
+    if registry.token_server:
+        assert registry.token_server.issued >= 1
+    wrong = registry.dockerconfigjson_path(password="wrong", name="wrong.json")
+    with pytest.raises(errors.AuthenticationFailed) as exc:
+        populate(ref, tmp_path / "wrong.img", docker_config=wrong, **options)
+    assert "tester" in exc.value.message or "credentials" in exc.value.message
+    with pytest.raises(errors.AuthenticationFailed):
+        populate(ref, tmp_path / "anon.img", **options)  # no credentials at all
+
+
+def test_wrong_credentials_reported_in_termination_message(basic_registry, disks, tmp_path):
+    _push(basic_registry, disks["raw"], "auth/term:1")
+    wrong = basic_registry.dockerconfigjson_path(password="nope", name="nope.json")
+    log = tmp_path / "termination-log"
+    code = main(
+        [
+            f"--source={basic_registry.url}/auth/term:1",
+            f"--target={tmp_path / 'x.img'}",
+            f"--pull-secret={wrong}",
+            f"--ca-file={basic_registry.ca_file}",
+            f"--termination-log={log}",
+        ]
+    )
+    assert code == 1
+    message = json.loads(log.read_text())
+    assert message["result"] == "Failed" and message["reason"] == "AuthenticationFailed"
+
+
+def test_index_platform_selection(plain_registry, disks, tmp_path):
+    """An image index built by hand and copied with `skopeo copy --all`."""
+    layout = Layout(tmp_path / "layout")
+    entries = []
+    for disk, arch in ((disks["raw"], "amd64"), (disks["other"], "arm64")):
+        layer = layout.blob_file(disk, "application/vnd.kubevirt.disk.raw", annotations={"x": arch})
+        manifest = layout.manifest([layer])
+        entries.append({**manifest, "platform": {"os": "linux", "architecture": arch}})
+    layout.tag(layout.image_index(entries), "multi")
+    skopeo_copy(f"oci:{layout.path}:multi", plain_registry, "multi/disk:1", "--all")
+    ref = f"{plain_registry.url}/multi/disk:1"
+    amd = populate(ref, tmp_path / "amd.img", plain_http=True)
+    arm = populate(ref, tmp_path / "arm.img", plain_http=True, platform="linux/arm64")
+    assert (tmp_path / "amd.img").read_bytes() == disks["raw"].read_bytes()
+    assert (tmp_path / "arm.img").read_bytes() == disks["other"].read_bytes()
+    assert amd.index_digest == arm.index_digest is not None
+    assert amd.digest != arm.digest
+    with pytest.raises(errors.PlatformNotFound, match="linux/amd64, linux/arm64"):
+        populate(ref, tmp_path / "s390x.img", plain_http=True, platform="linux/s390x")
+    # Pinning by the index digest resolves the same way.
+    pinned = f"{plain_registry.url}/multi/disk@{amd.index_digest}"
+    assert populate(pinned, tmp_path / "pin.img", plain_http=True).digest == amd.digest
+
+
+def test_registry_killed_mid_blob_resumes_with_range(tmp_path):
+    """Kill docker-registry while a 48 MiB blob streams; restart it; the read resumes."""
+    disk = tmp_path / "noise.raw"
+    disk.write_bytes(make_disk(tmp_path / "n", 48 * MiB, ((0, 48 * MiB),), seed=5).read_bytes())
+    with start_registry(tmp_path / "reg") as registry:
+        pushed = _push(registry, disk, "kill/disk:1", comp="none")
+        client = RegistryClient(registry.url, plain_http=True, backoff=0.2, retries=8)
+        reader = client.open_blob("kill/disk", pushed.layer_digest, pushed.layer_size)
+        buf = bytearray(MiB)
+        got = reader.readinto(buf)
+        registry.kill()
+        restarter = threading.Timer(0.5, registry.start)
+        restarter.start()
+        out = bytearray(buf[:got])
+        while n := reader.readinto(buf):
+            out += buf[:n]
+        restarter.join()
+        assert reader.resumes >= 1
+        assert reader.verified
+        assert bytes(out) == disk.read_bytes()
+        client.close()
+
+
+def test_registry_killed_during_populate(tmp_path):
+    disk = make_disk(tmp_path / "d.raw", 64 * MiB, ((0, 40 * MiB),), seed=6)
+    with start_registry(tmp_path / "reg") as registry:
+        _push(registry, disk, "kill/pop:1", comp="none")
+        client = RegistryClient(registry.url, plain_http=True, backoff=0.2, retries=8)
+        killed = threading.Event()
+
+        def kill_then_restart() -> None:
+            registry.kill()
+            killed.set()
+            time.sleep(0.3)
+            registry.start()
+
+        class KillingProgress:
+            total = None
+
+            def set_phase(self, phase: str) -> None:
+                pass
+
+            def update(self, done: int, force: bool = False) -> None:
+                if done >= 8 * MiB and not killed.is_set():
+                    kill_then_restart()
+
+        result = populate(
+            f"{registry.url}/kill/pop:1", tmp_path / "out.img", client=client,
+            progress=KillingProgress(),  # type: ignore[arg-type]
+        )  # fmt: skip
+        assert killed.is_set()
+        assert result.resumes >= 1
+        assert (tmp_path / "out.img").read_bytes() == disk.read_bytes()
+        assert result.virtual_size == 64 * MiB
+        client.close()
+
+
+@pytest.mark.parametrize("kind", [sources.ARTIFACT, sources.CONTAINER_DISK])
+def test_corrupted_blob_fails_with_clear_message(tmp_path, kind):
+    disk = make_disk(tmp_path / "d.raw", 4 * MiB, ((0, 2 * MiB),), seed=9)
+    with start_registry(tmp_path / "reg") as registry:
+        pushed = _push(registry, disk, "bad/disk:1", kind=kind, comp="none")
+        data = registry.blob_data_path(pushed.layer_digest)
+        raw = bytearray(data.read_bytes())
+        raw[3 * MiB] ^= 0xFF  # flip one bit in the layer's stored bytes
+        data.write_bytes(bytes(raw))
+        log = tmp_path / "termination-log"
+        code = main(
+            [
+                f"--source={registry.url}/bad/disk:1",
+                f"--target={tmp_path / 'out.img'}",
+                "--plain-http",
+                f"--termination-log={log}",
+            ]
+        )
+        assert code == 1
+        message = json.loads(log.read_text())
+        assert message["reason"] == "DigestMismatch"
+        assert pushed.layer_digest in message["message"] and "corrupt" in message["message"]
+        assert message["result"] == "Failed"
+
+
+def test_corrupted_manifest_is_refused(tmp_path, disks):
+    with start_registry(tmp_path / "reg") as registry:
+        pushed = _push(registry, disks["raw"], "pin/disk:1")
+        with client_for(registry) as client:
+            assert client.resolve(ImageReference.parse(pushed.reference)).digest == pushed.digest
+            stored = registry.blob_data_path(pushed.digest)
+            stored.write_bytes(stored.read_bytes().replace(b'"layers"', b'"layers" '))
+            with pytest.raises(errors.DigestMismatch):
+                client.get_manifest("pin/disk", pushed.digest)
+            with pytest.raises(errors.DigestMismatch):
+                client.get_manifest("pin/disk", "1")  # by tag: Docker-Content-Digest disagrees
+
+
+def test_inspect_reads_only_the_head(plain_registry, tmp_path):
+    disk = make_disk(tmp_path / "big.raw", 64 * MiB, ((0, 60 * MiB),), seed=3)
+    pushed = _push(plain_registry, disk, "head/disk:1", comp="none")
+    with client_for(plain_registry) as client:
+        info = sources.inspect(client, f"{plain_registry.url}/head/disk:1")
+    assert info.virtual_size == 64 * MiB and info.layer.digest == pushed.layer_digest
+    assert info.annotations[sources.ANNOTATION_FORMAT] == "raw"
