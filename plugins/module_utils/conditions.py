@@ -10,6 +10,7 @@ import copy
 import re
 
 CONDITION_STATUSES = ("True", "False", "Unknown")
+CONDITION_KEYS = ("type", "status", "reason", "message")
 _CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
 
@@ -21,6 +22,12 @@ def normalize_condition(condition):
     """Check one condition from the module arguments; return it with status as a string."""
     if not isinstance(condition, dict):
         raise ConditionError(f"each condition must be a mapping, got {condition!r}")
+    unknown = sorted(set(condition) - set(CONDITION_KEYS))
+    if unknown:
+        raise ConditionError(
+            f"condition {condition.get('type')!r} has unknown keys {', '.join(unknown)}; "
+            f"allowed: {', '.join(CONDITION_KEYS)}"
+        )
     ctype = condition.get("type")
     if not isinstance(ctype, str) or not _CAMEL_CASE.match(ctype):
         raise ConditionError(f"condition type {ctype!r} must be a CamelCase word such as Ready")
@@ -36,6 +43,9 @@ def normalize_condition(condition):
         raise ConditionError(
             f"condition {ctype}: reason {reason!r} must be a CamelCase word such as ImageFetched"
         )
+    message = condition.get("message")
+    if message is not None and not isinstance(message, str):
+        raise ConditionError(f"condition {ctype}: message must be a string")
     normalized = {k: v for k, v in condition.items() if v is not None}
     normalized["status"] = status
     return normalized

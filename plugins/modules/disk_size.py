@@ -17,7 +17,9 @@ description:
   - Pure computation with the sizing rules of the C(vmdiskimage) package, the same the
     populator pod applies; nothing is read or written.
 author:
-  - vmdiskimage-operator maintainers
+  - vmdiskimage-operator maintainers (@vm-example)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   virtual_size:
     description:
@@ -54,6 +56,8 @@ attributes:
     details: Nothing is changed in any mode.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 requirements:
   - vmdiskimage (this repository's Python package, C(pip install .))
 """
@@ -88,7 +92,7 @@ disk_size:
   type: int
   sample: 21474836480
 disk_size_quantity:
-  description: O(disk_size) as the shortest exact Kubernetes quantity.
+  description: RV(disk_size) as the shortest exact Kubernetes quantity.
   returned: success
   type: str
   sample: 20Gi

@@ -18,8 +18,9 @@ description:
     C(changed) only for a real change. Retries when the object changes under it.
   - A replacement for C(operator_sdk.util.k8s_status) built on kubernetes.core.
 author:
-  - vmdiskimage-operator maintainers
+  - vmdiskimage-operator maintainers (@vm-example)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - kubernetes.core.k8s_auth_options
   - vm_example.vmdiskimage.k8s_object
 options:
@@ -34,26 +35,14 @@ options:
   conditions:
     description:
       - Conditions to set, merged by type with those already in C(status.conditions).
-      - Conditions of other types are left alone.
+        Conditions of other types are left alone.
+      - Each is a mapping with the Kubernetes condition keys - C(type) (required, CamelCase
+        such as C(Ready)), C(status) (required, V("True"), V("False") or V("Unknown"); quote
+        it in YAML), C(reason) (CamelCase) and C(message) (for people).
+      - C(lastTransitionTime) and C(observedGeneration) are set by the module.
     type: list
     elements: dict
     default: []
-    suboptions:
-      type:
-        description: Condition type in CamelCase, such as C(Ready).
-        type: str
-        required: true
-      status:
-        description: Condition status. Quote it in YAML (V("True")) so it stays a string.
-        type: str
-        required: true
-        choices: ["True", "False", "Unknown"]
-      reason:
-        description: CamelCase reason for the condition's last transition.
-        type: str
-      message:
-        description: Human-readable details.
-        type: str
   observed_generation:
     description:
       - Value of C(status.observedGeneration) and of each new condition's
@@ -71,6 +60,8 @@ attributes:
   diff_mode:
     support: full
     details: The diff shows the status before and after.
+  platform:
+    platforms: posix
 requirements:
   - kubernetes >= 24.2.0 (the Python client used by kubernetes.core)
 """
@@ -153,17 +144,10 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import 
     retry_on_conflict,
 )
 
-CONDITION_SPEC = dict(
-    type=dict(type="str", required=True),
-    status=dict(type="str", required=True, choices=["True", "False", "Unknown"]),
-    reason=dict(type="str"),
-    message=dict(type="str"),
-)
-
 ARGUMENT_SPEC = dict(
     OBJECT_ARG_SPEC,
     status=dict(type="dict", default={}),
-    conditions=dict(type="list", elements="dict", default=[], options=CONDITION_SPEC),
+    conditions=dict(type="list", elements="dict", default=[]),
     observed_generation=dict(type="int"),
     set_observed_generation=dict(type="bool", default=True),
 )

@@ -15,8 +15,9 @@ description:
     C(count) and C(lastTimestamp) of the existing Event instead of adding a new one.
   - Reasons must be CamelCase words, the Kubernetes convention.
 author:
-  - vmdiskimage-operator maintainers
+  - vmdiskimage-operator maintainers (@vm-example)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - kubernetes.core.k8s_auth_options
   - vm_example.vmdiskimage.k8s_object
 options:
@@ -34,9 +35,10 @@ options:
       - Why the event happened, as a CamelCase word such as C(ImageNotFound).
     type: str
     required: true
-  message:
+  note:
     description:
-      - What happened, for a person. Cut to 1024 characters.
+      - What happened, for a person - the Event's C(message) (C(note) in events.k8s.io/v1;
+        Ansible reserves the option name C(message)). Cut to 1024 characters.
     type: str
     required: true
   reporting_component:
@@ -53,6 +55,8 @@ attributes:
     details: Reports what would be recorded without writing.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 requirements:
   - kubernetes >= 24.2.0 (the Python client used by kubernetes.core)
 notes:
@@ -69,7 +73,7 @@ EXAMPLES = r"""
     namespace: vms
     type: Warning
     reason: VMDiskImageNotFound
-    message: VMDiskImage vms/fedora-41 named in dataSourceRef does not exist; create it.
+    note: VMDiskImage vms/fedora-41 named in dataSourceRef does not exist; create it.
 
 - name: Record the end of an import on the VMDiskImage
   vm_example.vmdiskimage.k8s_event:
@@ -79,7 +83,7 @@ EXAMPLES = r"""
     namespace: vms
     uid: "{{ _vm_example_com_vmdiskimage.metadata.uid }}"
     reason: ImportSucceeded
-    message: The disk of quay.io/containerdisks/fedora:41 is in PVC fedora-41-root.
+    note: The disk of quay.io/containerdisks/fedora:41 is in PVC fedora-41-root.
 """
 
 RETURN = r"""
@@ -141,7 +145,7 @@ ARGUMENT_SPEC = dict(
     uid=dict(type="str"),
     type=dict(type="str", choices=["Normal", "Warning"], default="Normal"),
     reason=dict(type="str", required=True),
-    message=dict(type="str", required=True),
+    note=dict(type="str", required=True),
     reporting_component=dict(type="str", default="vmdiskimage-operator"),
     reporting_instance=dict(type="str", default="vmdiskimage-operator"),
 )
@@ -176,7 +180,7 @@ def involved_object(module, client):
 def record(module, client, events, ref):
     """Create the Event, or raise the count of the one already recorded."""
     params = module.params
-    message = truncate_message(params["message"])
+    message = truncate_message(params["note"])
     name = event_name(ref["name"], ref["uid"], params["type"], params["reason"], message)
     namespace = ref.get("namespace") or "default"
     now = now_rfc3339()

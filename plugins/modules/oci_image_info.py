@@ -17,7 +17,9 @@ description:
     a containerDisk); never the whole disk. RV(learned_from) says where each value came from.
   - Uses the registry client of the C(vmdiskimage) package, the same the populator pod uses.
 author:
-  - vmdiskimage-operator maintainers
+  - vmdiskimage-operator maintainers (@vm-example)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   image:
     description:
@@ -59,6 +61,8 @@ attributes:
     details: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 requirements:
   - vmdiskimage (this repository's Python package, C(pip install .))
 """

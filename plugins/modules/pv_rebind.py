@@ -18,8 +18,9 @@ description:
   - Refuses to touch a PV whose claim is neither the prime PVC nor the user's PVC.
   - Retries when the PV changes between the read and the write.
 author:
-  - vmdiskimage-operator maintainers
+  - vmdiskimage-operator maintainers (@vm-example)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - kubernetes.core.k8s_auth_options
 options:
   name:
@@ -75,6 +76,8 @@ attributes:
   diff_mode:
     support: full
     details: The diff shows the PV's claimRef and annotation before and after.
+  platform:
+    platforms: posix
 requirements:
   - kubernetes >= 24.2.0 (the Python client used by kubernetes.core)
 """

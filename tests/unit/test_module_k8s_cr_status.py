@@ -24,6 +24,17 @@ T0, T1 = "2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z"
             "'all good' must be a CamelCase word",
         ),
         ({"status": {"conditions": []}}, "InvalidCondition", "'conditions' option"),
+        (
+            {"conditions": [{"type": "Ready", "status": "True", "reson": "Typo"}]},
+            "InvalidCondition",
+            "unknown keys reson",
+        ),
+        (
+            {"conditions": [{"type": "Ready", "status": "Maybe"}]},
+            "InvalidCondition",
+            "True, False, Unknown",
+        ),
+        ({"conditions": [{"status": "True"}]}, "InvalidCondition", "condition type None"),
     ],
 )
 def test_bad_conditions_fail_before_contacting_the_api(args, reason, fragment):
@@ -36,7 +47,6 @@ def test_bad_conditions_fail_before_contacting_the_api(args, reason, fragment):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        ({"conditions": [{"type": "Ready", "status": "Maybe"}]}, "True, False, Unknown"),
         ({"name": None}, "missing required arguments: name"),
         ({"observed_generation": "two"}, "observed_generation"),
     ],

@@ -20,7 +20,7 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
     "reason", ["imageNotFound", "Image not found", "Image-Not-Found", "", "9Lives", "A" * 129]
 )
 def test_reasons_that_are_not_camel_case_are_refused(reason):
-    result = run_module("k8s_event", dict(OBJ, reason=reason, message="m"))
+    result = run_module("k8s_event", dict(OBJ, reason=reason, note="m"))
     assert result["failed"] is True
     assert result["reason"] == "InvalidReason"
     assert repr(reason)[:20] in result["msg"]
@@ -32,7 +32,7 @@ def test_camel_case_reasons_pass_validation(reason):
 
 
 def test_event_type_is_normal_or_warning():
-    result = run_module("k8s_event", dict(OBJ, reason="Ok", message="m", type="Error"))
+    result = run_module("k8s_event", dict(OBJ, reason="Ok", note="m", type="Error"))
     assert result["failed"] is True
     assert "Normal, Warning" in result["msg"]
 
