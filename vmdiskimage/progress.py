@@ -41,7 +41,7 @@ class Progress:
         self.phase = "Copying"
         self.done = 0
         self.started = time.monotonic()
-        self._last = 0.0
+        self._last = float("-inf")
 
     def snapshot(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started

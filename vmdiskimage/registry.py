@@ -11,11 +11,14 @@ stream, so nothing downstream may report success before the reader hit EOF.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import io
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -669,4 +672,113 @@ class BlobReader(io.RawIOBase):
 
     def close(self) -> None:
         self._drop()
+        super().close()
+
+
+class ReadAhead(io.RawIOBase):
+    """Reads a :class:`BlobReader` in a background thread, ``depth`` chunks ahead.
+
+    Receiving and hashing (both release the GIL) then overlap with decompression and
+    writing in the caller's thread. Memory stays bounded at ``depth * chunk_size``.
+    Errors of the reader (including the digest check at EOF) are raised to the caller
+    when it reaches the point where they happened.
+    """
+
+    _EOF = object()
+
+    def __init__(self, blob: BlobReader, *, chunk_size: int = 1 << 20, depth: int = 4) -> None:
+        super().__init__()
+        self.blob = blob
+        self._chunk_size = chunk_size
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._current = memoryview(b"")
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="blob-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                buf = bytearray(self._chunk_size)
+                n = self.blob.readinto(buf)
+                if not n:
+                    self._put(self._EOF)
+                    return
+                del buf[n:]
+                if not self._put(buf):
+                    return
+        except BaseException as exc:  # handed to the consumer thread
+            self._put(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not len(self._current):
+            if self._done:
+                return 0
+            item = self._queue.get()
+            if item is self._EOF:
+                self._done = True
+                return 0
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            self._current = memoryview(item)
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), len(self._current))
+        view[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        # zstandard and lzma pull with read(): hand over whole chunks without a copy.
+        if not len(self._current) and not self._done:
+            item = self._queue.get()
+            if item is self._EOF:
+                self._done = True
+                return b""
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            self._current = memoryview(item)
+        if size is None or size < 0 or size >= len(self._current):
+            view, self._current = self._current, memoryview(b"")
+            # A whole chunk is handed over as is; zstandard and lzma take any buffer.
+            return view.obj if len(view) == len(view.obj) else view.tobytes()  # type: ignore[return-value]
+        data = self._current[:size].tobytes()
+        self._current = self._current[size:]
+        return data
+
+    @property
+    def resumes(self) -> int:
+        return self.blob.resumes
+
+    @property
+    def verified(self) -> bool:
+        return self.blob.verified
+
+    def drain(self) -> None:
+        """Read to the end, so the blob's digest is checked (raises on mismatch)."""
+        buf = bytearray(1 << 20)
+        while self.readinto(buf):
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.1)
+        self._thread.join()
+        self.blob.close()
         super().close()

@@ -24,7 +24,7 @@ from typing import Any
 from . import compression, formats
 from .errors import CorruptData, DiskNotFound, UnsafeDisk, UnsupportedFormat, UnsupportedManifest
 from .reference import ImageReference
-from .registry import BlobReader, Descriptor, Platform, RegistryClient, ResolvedImage
+from .registry import Descriptor, Platform, ReadAhead, RegistryClient, ResolvedImage
 
 CONTAINER_DISK = "containerDisk"
 ARTIFACT = "artifact"
@@ -326,7 +326,7 @@ class DiskStream:
     def __init__(
         self,
         info: DiskInfo,
-        blob: BlobReader,
+        blob: ReadAhead,
         layer_stream: Any,
         data: Any,
         head: bytes,
@@ -368,7 +368,7 @@ class DiskStream:
         self.close()
 
 
-def _drain(stream: Any, blob: BlobReader) -> None:
+def _drain(stream: Any, blob: ReadAhead) -> None:
     scratch = bytearray(1 << 20)
     while stream.readinto(scratch):
         pass
@@ -391,9 +391,9 @@ def _layer_compression(layer: Descriptor, blob_head: bytes, kind: str) -> str:
 
 
 class _Peekable:
-    """A blob reader whose first bytes were read for sniffing and are replayed."""
+    """A blob stream whose first bytes were read for sniffing and are replayed."""
 
-    def __init__(self, blob: BlobReader, head: bytes) -> None:
+    def __init__(self, blob: ReadAhead, head: bytes) -> None:
         self._blob = blob
         self._head = memoryview(head)
 
@@ -407,11 +407,12 @@ class _Peekable:
         return self._blob.readinto(buffer)
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = 1 << 20
-        buf = bytearray(size)
-        n = self.readinto(buf)
-        return bytes(buf[:n])
+        if len(self._head):
+            n = len(self._head) if size is None or size < 0 else min(size, len(self._head))
+            data = self._head[:n].tobytes()
+            self._head = self._head[n:]
+            return data
+        return self._blob.read(size)
 
     def readable(self) -> bool:
         return True
@@ -421,7 +422,7 @@ class _Peekable:
 
 
 def _open_layer(client: RegistryClient, repository: str, layer: Descriptor, kind: str):  # type: ignore[no-untyped-def]
-    blob = client.open_blob(repository, layer.digest, layer.size)
+    blob = ReadAhead(client.open_blob(repository, layer.digest, layer.size))
     head = bytearray(32)
     n = compression.read_full(blob, head)
     blob_head = bytes(head[:n])

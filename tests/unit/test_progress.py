@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from vmdiskimage.progress import TERMINATION_MESSAGE_LIMIT, Progress, termination_message
+
+pytestmark = pytest.mark.unit
+
+
+def test_progress_lines_and_file(tmp_path):
+    out = io.StringIO()
+    progress = Progress(total=1000, path=tmp_path / "p.json", stream=out, interval=3600)
+    progress.update(10)  # first update always reports
+    progress.update(500)  # throttled
+    progress.update(1000, force=True)
+    lines = [json.loads(line)["progress"] for line in out.getvalue().splitlines()]
+    assert [x["bytesDone"] for x in lines] == [10, 1000]
+    assert lines[-1]["percent"] == 100.0 and lines[-1]["bytesTotal"] == 1000
+    assert json.loads((tmp_path / "p.json").read_text())["bytesDone"] == 1000
+    progress.set_phase("Resizing")
+    assert json.loads((tmp_path / "p.json").read_text())["phase"] == "Resizing"
+
+
+def test_termination_message_fits_4096_bytes():
+    small = {"result": "Failed", "reason": "X", "message": "short"}
+    assert json.loads(termination_message(small)) == small
+    big = {"result": "Failed", "reason": "DigestMismatch", "message": "é" * 5000, "detail": [1]}
+    text = termination_message(big)
+    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+    parsed = json.loads(text)
+    assert parsed["reason"] == "DigestMismatch" and parsed["message"].endswith("...")
