@@ -433,7 +433,6 @@ start_controllers() {
     --authorization-kubeconfig "$STATE/controller-manager.kubeconfig" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials --leader-elect=false --bind-address 127.0.0.1 \
-    --controllers '*,-bootstrapsigner,-tokencleaner,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' \
     --profiling=false --v=1
   start kube-scheduler "$(k8s_dir)/kube-scheduler" \
     --kubeconfig "$STATE/scheduler.kubeconfig" \
@@ -460,6 +459,9 @@ state = "$STATE/containerd/state"
   path = "$STATE/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
+  # This host withholds CAP_SYS_RESOURCE even from root, so runc cannot lower a
+  # process's oom_score_adj (the kubelet asks -998 for sandboxes): clamp instead of failing.
+  restrict_oom_score_adj = true
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -502,6 +504,7 @@ healthzBindAddress: 127.0.0.1
 healthzPort: 10248
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
+podLogsDir: $STATE/pod-logs
 # A test host: do not evict pods because the shared disk is busy.
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 imageGCHighThresholdPercent: 100
@@ -562,9 +565,6 @@ cmd_up() {
     return 0
   fi
   mkdir -p "$STATE"
-  # The kubelet and the CNI plugins need these; they are host-wide but harmless.
-  sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 2>/dev/null ||
-    sysctl -qw net.ipv4.ip_forward=1
   make_pki
   setup_network
   start_containerd
@@ -624,6 +624,14 @@ remove_pod_netns() {
   done
 }
 
+# The kubelet's cgroup tree (cgroupfs driver): empty once every pod is gone.
+remove_kubepods_cgroups() {
+  local d
+  for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+    [[ -d "$d" ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+
 cmd_down() {
   stop csi-provisioner
   stop kubelet
@@ -636,14 +644,18 @@ cmd_down() {
   stop containerd
   kill_shims
   remove_pod_netns
+  remove_kubepods_cgroups
   unmount_under "$STATE/"
   unmount_under "$CONTAINERD_ROOT/"
+  # Twice: the kubelet's loop devices sit on the driver's, which detach only after them.
+  detach_loops_under "$STATE"
   detach_loops_under "$STATE"
   while iptables -t nat -D PREROUTING -d "$API_SERVICE_IP/32" -p tcp --dport 443 -m comment --comment "$IPT_COMMENT" \
     -j DNAT --to-destination "$BRIDGE_IP:$API_PORT" 2>/dev/null; do :; done
   ip link delete "$BRIDGE" 2>/dev/null || true
-  # containerd keeps ids of containers we just deleted in its store; that is fine, but
-  # the snapshots of deleted containers are garbage collected only while it runs.
+  if grep -q " $STATE/" /proc/mounts; then
+    die "mounts remain under $STATE, not deleting it: $(grep " $STATE/" /proc/mounts | cut -d' ' -f2 | head -3)"
+  fi
   rm -rf "$STATE"
   log "down"
 }

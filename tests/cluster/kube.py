@@ -77,9 +77,9 @@ class Cluster:
 
     def describe(self, namespace: str) -> str:
         """Everything in namespace, for a failure message."""
-        return self.kubectl(
-            "-n", namespace, "describe", "pods,pvc", check=False
-        ) + self.kubectl("-n", namespace, "get", "events", check=False)
+        return self.kubectl("-n", namespace, "describe", "pods,pvc", check=False) + self.kubectl(
+            "-n", namespace, "get", "events", check=False
+        )
 
 
 def pod_phase(cluster: Cluster, namespace: str, name: str) -> str:
@@ -98,6 +98,7 @@ def run_pod(
     *,
     pvc: str | None = None,
     block: bool = False,
+    env: dict[str, str] | None = None,
     timeout: float = 180,
 ) -> str:
     """Run script in a pod from the smoke image, wait until it succeeds, return its log.
@@ -109,6 +110,7 @@ def run_pod(
         "image": cluster.smoke_image,
         "imagePullPolicy": "Never",  # images are built locally, there is no registry
         "command": ["/bin/sh", "-ec", script],
+        "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
     }
     pod: dict[str, Any] = {
         "apiVersion": "v1",

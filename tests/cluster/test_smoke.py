@@ -47,8 +47,7 @@ def test_block_volume_keeps_raw_bytes(cluster: Cluster, namespace: str) -> None:
         cluster,
         namespace,
         "writer",
-        "test -b /dev/xvda; "
-        f"printf {token} | dd of=/dev/xvda bs=1M seek=1 conv=fsync status=none",
+        f"test -b /dev/xvda; printf {token} | dd of=/dev/xvda bs=1M seek=1 conv=fsync status=none",
         pvc="blk",
         block=True,
     )
@@ -72,9 +71,18 @@ def test_wait_for_first_consumer_binds_when_the_pod_is_scheduled(
     # With no consumer the claim must stay unbound; the binder says why in an event.
     cluster.wait_for(
         "the WaitForFirstConsumer event",
-        lambda: "WaitForFirstConsumer"
-        in cluster.kubectl("-n", namespace, "get", "events", "--field-selector",
-                           "involvedObject.name=late", check=False),
+        lambda: (
+            "WaitForFirstConsumer"
+            in cluster.kubectl(
+                "-n",
+                namespace,
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=late",
+                check=False,
+            )
+        ),
         timeout=60,
     )
     pvc = cluster.get(namespace, "pvc", "late")
