@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.module_harness import run_module
+from tests.module_harness import run_module, run_playbook, task_results
 from tests.registry.conftest import client_for
 from tests.support.images import Layout, compress_file, skopeo_copy
 from vmdiskimage import push, sources
@@ -201,3 +201,14 @@ def test_tls_without_the_ca_fails_and_validate_certs_false_opts_out(basic_regist
     assert result["failed"] is True
     assert result["reason"] == "TLSVerificationFailed"
     _ok(run_module("oci_image_info", dict(args, validate_certs=False)))
+
+
+def test_inspect_playbook_prints_what_the_image_holds(plain_registry, pushed):
+    image = f"{plain_registry.url}/info/multi:latest"
+    rc, report, output = run_playbook(
+        "inspect.yml", {"image": image, "platform": "linux/arm64", "plain_http": True}
+    )
+    assert rc == 0, output
+    info, shown = task_results(report)
+    assert info["kind"] == "artifact"
+    assert shown["__image"]["platforms"] == ["linux/amd64", "linux/arm64"]

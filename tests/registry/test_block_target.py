@@ -1,0 +1,71 @@
+"""A real block device target: a loop device over a sparse file.
+
+The device is filled with garbage first; after the import it must read back exactly
+the disk (zeros where the disk has holes), and the backing file must stay sparse,
+which shows zero blocks were discarded rather than written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.registry.conftest import client_for
+from tests.support.images import MiB, allocated_bytes, data_bytes, make_disk
+from vmdiskimage import errors, push, sources
+from vmdiskimage.populate import populate
+
+pytestmark = pytest.mark.registry
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    if os.geteuid() != 0 or shutil.which("losetup") is None:
+        pytest.skip("needs root and losetup for a loop device")
+    backing = tmp_path / "backing.img"
+    with open(backing, "wb") as fh:
+        fh.truncate(32 * MiB)
+    proc = subprocess.run(
+        ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True
+    )
+    if proc.returncode:
+        pytest.skip(f"no loop device available: {proc.stderr.strip()}")
+    device = Path(proc.stdout.strip())
+    try:
+        with open(device, "r+b") as fh:  # garbage from a previous tenant
+            fh.write(b"\xaa" * (32 * MiB))
+            fh.flush()
+            os.fsync(fh.fileno())
+        yield device, backing
+    finally:
+        subprocess.run(["losetup", "--detach", str(device)], check=False)
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_populate_block_device(plain_registry, disks, loop_device, fmt):
+    device, backing = loop_device
+    ref = f"{plain_registry.url}/block/disk:{fmt}"
+    with client_for(plain_registry) as client:
+        push.push(disks[fmt], ref, kind=sources.CONTAINER_DISK, comp="gzip", client=client)
+        result = populate(ref, device, client=client)
+    raw = disks["raw"].read_bytes()
+    with open(device, "rb") as fh:
+        content = fh.read()
+    assert content[: len(raw)] == raw
+    assert content[len(raw) :] == bytes(32 * MiB - len(raw))
+    assert result.virtual_size == 32 * MiB
+    assert allocated_bytes(backing) <= data_bytes(disks["raw"]) + 256 * 1024
+
+
+def test_block_device_too_small(plain_registry, loop_device, tmp_path):
+    device, _ = loop_device
+    disk = make_disk(tmp_path / "big.raw", 40 * MiB, ((0, MiB),))
+    ref = f"{plain_registry.url}/block/big:1"
+    with client_for(plain_registry) as client:
+        push.push(disk, ref, comp="zstd", client=client)
+        with pytest.raises(errors.TargetTooSmall):
+            populate(ref, device, client=client)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import os
+import resource
+
+import pytest
+import zstandard
+
+from vmdiskimage import compression
+from vmdiskimage.errors import CorruptData
+
+pytestmark = pytest.mark.unit
+
+PAYLOAD = os.urandom(300_000) + bytes(2_000_000) + b"end"
+ENCODERS = {
+    "none": lambda d: d,
+    "gzip": lambda d: gzip.compress(d),
+    "zstd": lambda d: zstandard.ZstdCompressor(write_checksum=True).compress(d),
+    "xz": lambda d: lzma.compress(d),
+}
+
+
+def _read_all(stream, size=65536) -> bytes:
+    out, buf = [], bytearray(size)
+    while n := stream.readinto(buf):
+        out.append(bytes(buf[:n]))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_round_trip_and_magic(name):
+    blob = ENCODERS[name](PAYLOAD)
+    assert compression.detect_magic(blob[:8]) == name
+    assert _read_all(compression.open_decompressed(io.BytesIO(blob), name)) == PAYLOAD
+
+
+def test_multi_member_gzip_and_multi_frame_zstd():
+    gz = gzip.compress(b"one") + gzip.compress(b"two")
+    assert _read_all(compression.open_decompressed(io.BytesIO(gz), "gzip")) == b"onetwo"
+    z = zstandard.ZstdCompressor()
+    zs = z.compress(b"one") + z.compress(b"two")
+    assert _read_all(compression.open_decompressed(io.BytesIO(zs), "zstd")) == b"onetwo"
+
+
+@pytest.mark.parametrize(
+    ("media_type", "expected"),
+    [
+        ("application/vnd.oci.image.layer.v1.tar+gzip", "gzip"),
+        ("application/vnd.docker.image.rootfs.diff.tar.gzip", "gzip"),
+        ("application/vnd.oci.image.layer.v1.tar+zstd", "zstd"),
+        ("application/vnd.kubevirt.disk.raw+xz", "xz"),
+        ("application/vnd.oci.image.layer.v1.tar", None),
+    ],
+)
+def test_from_media_type(media_type, expected):
+    assert compression.from_media_type(media_type) == expected
+
+
+@pytest.mark.parametrize("name", ["gzip", "zstd", "xz"])
+def test_corrupt_streams_raise_corrupt_data(name):
+    blob = bytearray(ENCODERS[name](PAYLOAD))
+    blob[len(blob) // 2 : len(blob) // 2 + 64] = bytes(64)
+    with pytest.raises(CorruptData, match=name):
+        _read_all(compression.open_decompressed(io.BytesIO(bytes(blob)), name))
+
+
+@pytest.mark.parametrize("name", ["gzip", "zstd"])
+def test_output_is_bounded_by_the_callers_buffer(name):
+    """A 256 MiB zero bomb is read 1 MiB at a time without the process growing."""
+    if name == "gzip":
+        blob = gzip.compress(bytes(256 << 20), compresslevel=9)
+    else:
+        blob = zstandard.ZstdCompressor(level=19).compress(bytes(256 << 20))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stream = compression.open_decompressed(io.BytesIO(blob), name)
+    buf = bytearray(1 << 20)
+    assert stream.readinto(buf) == len(buf)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 64 * 1024

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from vmdiskimage import writer
+from vmdiskimage.errors import DiskTooLarge, TargetTooSmall
+
+pytestmark = pytest.mark.unit
+MiB = 1 << 20
+
+
+def _disk(layout: list[tuple[int, bytes]], size: int) -> bytes:
+    data = bytearray(size)
+    for offset, chunk in layout:
+        data[offset : offset + len(chunk)] = chunk
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [],
+        [(0, b"\x01")],
+        [(5 * MiB + 3, os.urandom(70_000))],
+        [(0, os.urandom(MiB)), (9 * MiB, os.urandom(4096)), (12 * MiB - 1, b"\x02")],
+    ],
+)
+@pytest.mark.parametrize("direct_io", [True, False])
+def test_sparse_copy_round_trips(tmp_path, layout, direct_io):
+    size = 12 * MiB
+    data = _disk(layout, size)
+    target = tmp_path / "disk.img"
+    target.write_bytes(b"\xff" * 20 * MiB)  # stale bytes from an earlier attempt
+    w = writer.DiskWriter(target, direct_io=direct_io)
+    assert w.copy_from(io.BytesIO(data), chunk_size=4 * MiB) == size
+    w.finish(16 * MiB)
+    out = target.read_bytes()
+    assert out[:size] == data and out[size:] == bytes(4 * MiB)
+    written = sum(len(c) for _, c in layout)
+    # Only 64 KiB blocks holding data are written, so allocation follows the data.
+    assert w.bytes_written <= written + len(layout) * 2 * writer.BLOCK_SIZE
+    assert os.stat(target).st_blocks * 512 <= w.bytes_written + 64 * 1024
+
+
+def test_limit_refuses_before_writing_past_it(tmp_path):
+    w = writer.DiskWriter(tmp_path / "d", limit=5 * MiB)
+    with pytest.raises(DiskTooLarge):
+        w.copy_from(io.BytesIO(b"\x07" * (8 * MiB)), chunk_size=MiB)
+    w.close()
+    assert os.path.getsize(tmp_path / "d") <= 5 * MiB
+
+
+def test_finish_refuses_to_shrink(tmp_path):
+    w = writer.DiskWriter(tmp_path / "d")
+    w.copy_from(io.BytesIO(b"\x01" * MiB))
+    with pytest.raises(TargetTooSmall):
+        w.finish(MiB - 512)
+
+
+def test_write_errors_from_the_writer_thread_surface(tmp_path, monkeypatch):
+    w = writer.DiskWriter(tmp_path / "d")
+
+    def broken(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(w, "_pwrite_fd", broken)
+    with pytest.raises(writer.TargetError, match="No space left"):
+        w.copy_from(io.BytesIO(b"\x01" * (8 * MiB)))
+    w.close()
+
+
+def test_aligned_buffers():
+    buf, start = writer._aligned_buffer(MiB)
+    assert writer._address(memoryview(buf)[start:]) % writer.DIRECT_ALIGNMENT == 0
+    assert len(buf) - start >= MiB
