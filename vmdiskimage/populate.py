@@ -24,6 +24,7 @@ from . import formats, sizing
 from .errors import (
     BackingFileRefused,
     InvalidArgument,
+    TargetError,
     TargetTooSmall,
     UnsupportedFormat,
     VMDiskImageError,
@@ -132,7 +133,15 @@ def _copy_converted(
     block = is_block_device(target)
     if block and target_format != formats.RAW:
         raise InvalidArgument(f"format {target_format} cannot be written to a block volume")
-    with tempfile.TemporaryDirectory(prefix="vmdiskimage-", dir=scratch_dir) as tmp:
+    try:
+        scratch_area = tempfile.TemporaryDirectory(prefix="vmdiskimage-", dir=scratch_dir)
+    except OSError as exc:
+        raise TargetError(
+            f"cannot create a scratch directory in {scratch_dir or tempfile.gettempdir()} for "
+            f"converting the {info.format} disk: {exc.strerror}; mount a volume there or set "
+            "--scratch-dir"
+        ) from exc
+    with scratch_area as tmp:
         scratch = Path(tmp) / f"source.{info.format}"
         writer = DiskWriter(scratch, limit=limit)
         try:
