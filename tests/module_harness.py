@@ -99,3 +99,41 @@ def module_utils(name: str) -> Any:
     return importlib.import_module(
         f"ansible_collections.vm_example.vmdiskimage.plugins.module_utils.{name}"
     )
+
+
+def run_playbook(
+    playbook: str,
+    extra_vars: dict[str, Any] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 300,
+) -> tuple[int, dict[str, Any], str]:
+    """ansible-playbook playbooks/<playbook> -e <json>; (rc, JSON report, stderr)."""
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            str(ROOT / "playbooks" / playbook),
+            "-e",
+            json.dumps(extra_vars or {}),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", **(env or {})}),
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    except ValueError:
+        report = {}
+    return proc.returncode, report, proc.stdout + proc.stderr
+
+
+def task_results(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The localhost result of each task of a JSON callback report, in order."""
+    return [
+        task["hosts"]["localhost"] for play in report.get("plays", []) for task in play["tasks"]
+    ]

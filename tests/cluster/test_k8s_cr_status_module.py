@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.cluster.kube import REPO
-from tests.module_harness import run_module
+from tests.module_harness import run_module, run_playbook
 
 pytestmark = pytest.mark.cluster
 
@@ -176,3 +176,15 @@ def test_forbidden_is_reported_with_a_hint(cluster, image):
     assert result["failed"] is True
     assert result["reason"] == "Forbidden"
     assert "grant the missing permission" in result["msg"]
+
+
+def test_set_status_playbook(cluster, image):
+    rc, _, output = run_playbook(
+        "set_status.yml",
+        {"vdi_namespace": image, "vdi": "fedora", "phase": "Failed", "message": "no such tag"},
+        env={"K8S_AUTH_KUBECONFIG": cluster.kubeconfig},
+    )
+    assert rc == 0, output
+    live = _live(cluster, image)
+    assert (live["phase"], live["message"]) == ("Failed", "no such tag")
+    assert live["conditions"][0]["reason"] == "Failed"

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.module_harness import run_module
+from tests.module_harness import run_module, run_playbook
 
 pytestmark = pytest.mark.cluster
 
@@ -109,3 +109,20 @@ def test_lowercase_reason_is_refused(cluster, namespace, target):
     result = _event(cluster, namespace, reason="notCamel")
     assert result["failed"] is True
     assert result["reason"] == "InvalidReason"
+
+
+def test_emit_event_playbook_twice_counts_two(cluster, namespace, target):
+    extra = {
+        "object_kind": "ConfigMap",
+        "object_name": "target",
+        "object_namespace": namespace,
+        "reason": "ByHand",
+        "note": "Recorded from a playbook.",
+    }
+    for _ in range(2):
+        rc, _, output = run_playbook(
+            "emit_event.yml", extra, env={"K8S_AUTH_KUBECONFIG": cluster.kubeconfig}
+        )
+        assert rc == 0, output
+    (event,) = _events_about(cluster, namespace, "target")
+    assert (event["reason"], event["count"]) == ("ByHand", 2)
