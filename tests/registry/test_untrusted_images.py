@@ -198,3 +198,13 @@ def test_artifact_label_must_match_bytes(plain_registry, disks, tmp_path):
     )
     with pytest.raises(errors.UnsupportedFormat, match="labelled raw but its bytes are qcow2"):
         _populate(plain_registry, "evil/label:1", tmp_path / "out.img")
+
+
+def test_compression_is_taken_from_the_bytes_not_the_label(plain_registry, disks, tmp_path):
+    """A gzip layer typed as plain tar, and a plain tar typed as zstd, still import."""
+    tar = tar_layer([(_entry("disk/disk.img", size=4 * MiB), disks["raw"].read_bytes())])
+    _crafted(plain_registry, "label/gz:1", [(gzip.compress(tar), TAR, None)])
+    _crafted(plain_registry, "label/zst:1", [(tar, TAR + "+zstd", None)])
+    for repo in ("label/gz:1", "label/zst:1"):
+        _populate(plain_registry, repo, tmp_path / "out.img")
+        assert (tmp_path / "out.img").read_bytes() == disks["raw"].read_bytes()
