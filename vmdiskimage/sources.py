@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -57,6 +58,7 @@ _DISK_MT_RE = re.compile(
 )
 
 HEAD_BYTES = formats.DETECT_BYTES
+log = logging.getLogger(__name__)
 
 
 def disk_media_type(fmt: str, comp: str) -> str:
@@ -375,19 +377,18 @@ def _drain(stream: Any, blob: ReadAhead) -> None:
     blob.drain()
 
 
-def _layer_compression(layer: Descriptor, blob_head: bytes, kind: str) -> str:
-    if kind == CONTAINER_DISK:
-        declared = TAR_LAYER_TYPES.get(layer.media_type, compression.NONE)
-    else:
-        match = _DISK_MT_RE.match(layer.media_type)
-        declared = (match and match.group("compression")) or compression.from_media_type(
-            layer.media_type
-        )
+def _layer_compression(layer: Descriptor, blob_head: bytes) -> str:
+    """The layer's compression, from its magic bytes.
+
+    gzip, zstd and xz all start with magic bytes, so the bytes decide and the media
+    type is only a label: mislabelled layers exist (skopeo 1.9 can push a reused gzip
+    blob as ``tar+zstd``; some tools type compressed layers as plain ``tar``).
+    """
     sniffed = compression.detect_magic(blob_head)
-    # Magic bytes win: mislabelled layers exist (e.g. gzip layers typed as plain tar).
-    if sniffed != compression.NONE:
-        return sniffed
-    return declared or compression.NONE
+    declared = compression.from_media_type(layer.media_type)
+    if declared and declared != sniffed:
+        log.info("layer %s is labelled %s but its bytes are %s", layer.digest, declared, sniffed)
+    return sniffed
 
 
 class _Peekable:
@@ -421,12 +422,12 @@ class _Peekable:
         pass
 
 
-def _open_layer(client: RegistryClient, repository: str, layer: Descriptor, kind: str):  # type: ignore[no-untyped-def]
+def _open_layer(client: RegistryClient, repository: str, layer: Descriptor):  # type: ignore[no-untyped-def]
     blob = ReadAhead(client.open_blob(repository, layer.digest, layer.size))
     head = bytearray(32)
     n = compression.read_full(blob, head)
     blob_head = bytes(head[:n])
-    comp = _layer_compression(layer, blob_head, kind)
+    comp = _layer_compression(layer, blob_head)
     stream = compression.open_decompressed(_Peekable(blob, blob_head), comp)  # type: ignore[arg-type]
     return blob, stream, comp, blob_head
 
@@ -455,7 +456,7 @@ def _container_disk(
     repository = resolved.reference.repository
     hidden: set[str] = set()
     for layer in reversed(layers):
-        blob, stream, comp, _ = _open_layer(client, repository, layer, CONTAINER_DISK)
+        blob, stream, comp, _ = _open_layer(client, repository, layer)
         try:
             tar = TarReader(stream)
             opaque = False
@@ -524,7 +525,7 @@ def _container_disk(
 
 def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
     repository = resolved.reference.repository
-    blob, stream, comp, blob_head = _open_layer(client, repository, layer, ARTIFACT)
+    blob, stream, comp, blob_head = _open_layer(client, repository, layer)
     try:
         declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
         if declared is None and comp == compression.NONE:
