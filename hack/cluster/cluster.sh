@@ -68,7 +68,7 @@ APT_PACKAGES=(containerd runc containernetworking-plugins buildah debootstrap ip
 ensure_packages() {
   local missing=() p
   for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] || missing+=("$p")
   done
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
@@ -152,7 +152,8 @@ load_image() {
   containerd_running || { log "containerd is not running: $tag stays in buildah until 'up'"; return 0; }
   id=$(buildah inspect --type image --format '{{.FromImageID}}' "$tag")
   stamp="$CONTAINERD_ROOT/vmdi-loaded/$(tr /: __ <<<"$tag")"
-  if [[ "$(cat "$stamp" 2>/dev/null)" == "$id" ]] && ctr_k8s images ls -q | grep -qxF "$tag"; then
+  # (No `ctr ... | grep -q`: grep's early exit would fail the pipe under pipefail.)
+  if [[ "$(cat "$stamp" 2>/dev/null)" == "$id" && $'\n'"$(ctr_k8s images ls -q)"$'\n' == *$'\n'"$tag"$'\n'* ]]; then
     return 0
   fi
   archive=$(mktemp -d /var/tmp/vmdi-image.XXXXXX)
@@ -194,7 +195,8 @@ build_base_image() {
 
 # The pod sandbox image: our static pause binary alone.
 build_pause_image() {
-  local tag="localhost/vmdiskimage-pause:$(basename "$(pause_dir)" | cut -d- -f2)" ctr
+  local tag ctr
+  tag="localhost/vmdiskimage-pause:$(basename "$(pause_dir)" | cut -d- -f2)"
   if ! image_exists "$tag"; then
     ctr=$(buildah from scratch)
     buildah copy --quiet "$ctr" "$(pause_dir)/pause" /pause >/dev/null
@@ -205,20 +207,23 @@ build_pause_image() {
   load_image "$PAUSE_IMAGE"
 }
 
-# Hash of what a Dockerfile build sees: the Dockerfile, the context's files (in a git
-# work tree: tracked and untracked-but-not-ignored ones) and the base image's id.
+# Hash of what a Dockerfile build sees: the Dockerfile, the base image's id and the
+# context's files less those .dockerignore names. Patterns are matched anchored at the
+# context root, so a pattern can only exclude too little (an extra rebuild), never too much.
 context_hash() {
-  local dockerfile=$1 context=$2
+  local dockerfile=$1 context=$2 ignore
+  ignore=$(mktemp)
+  if [[ -f "$context/.dockerignore" ]]; then
+    grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' -e '^!' "$context/.dockerignore" >"$ignore" || true
+  fi
   {
     sha256sum <"$dockerfile"
     buildah inspect --type image --format '{{.FromImageID}}' "$BASE_IMAGE:latest"
-    if git -C "$context" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-      (cd "$context" && git ls-files -z -co --exclude-standard . | sort -z |
-        xargs -0 -r sh -c 'for f; do [ -f "$f" ] && sha256sum "$f"; done' sh)
-    else
-      (cd "$context" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
-    fi
+    (cd "$context" && find . -mindepth 1 -maxdepth 1 -printf '%P\n' | sort |
+      tar --anchored --exclude-from="$ignore" --sort=name --mtime=@0 --owner=0 --group=0 \
+        --numeric-owner -cf - -T - | sha256sum)
   } | sha256sum | cut -c1-12
+  rm -f "$ignore"
 }
 
 # build_image DOCKERFILE CONTEXT TAG: build FROM the local base and load into containerd.
@@ -230,7 +235,13 @@ build_image() {
   key=$(context_hash "$dockerfile" "$context")
   if ! image_exists "${tag%:*}:ctx-$key"; then
     log "building $tag from $dockerfile"
-    buildah bud --quiet --isolation chroot --layers=false --pull=never \
+    # RUN steps reach the package registries through this host's TLS setup: lend them
+    # the host's CA bundle and pip config for the build only (not kept in the image).
+    local mounts=() f
+    for f in /etc/ssl/certs/ca-certificates.crt /etc/pip.conf; do
+      [[ -f "$f" ]] && mounts+=(--volume "$f:$f:ro")
+    done
+    buildah bud --quiet --isolation chroot --layers=false --pull=never "${mounts[@]}" \
       --build-arg BASE_IMAGE="$BASE_IMAGE:latest" -f "$dockerfile" -t "${tag%:*}:ctx-$key" "$context" >/dev/null
   fi
   buildah tag "${tag%:*}:ctx-$key" "$tag"
@@ -240,12 +251,18 @@ build_image() {
 build_images() {
   build_base_image
   build_pause_image
-  build_image "$HERE/smoke.Dockerfile" "$HERE" "$SMOKE_IMAGE"
+  build_image "$HERE/smoke/Dockerfile" "$HERE/smoke" "$SMOKE_IMAGE"
 }
 
 # Every image the project's Dockerfiles define, for `images` (not part of `up`).
 build_project_images() {
-  [[ -f "$REPO/Dockerfile" ]] && build_image "$REPO/Dockerfile" "$REPO" localhost/vmdiskimage-operator:dev
+  # The operator image copies build/ (ansible-operator, vendored collections), which
+  # `make operator-image` prepares; without it there is nothing to build yet.
+  if [[ -f "$REPO/Dockerfile" && -d "$REPO/build" ]]; then
+    build_image "$REPO/Dockerfile" "$REPO" localhost/vmdiskimage-operator:dev
+  elif [[ -f "$REPO/Dockerfile" ]]; then
+    log "skipping the operator image: $REPO/build is missing (make operator-image prepares it)"
+  fi
   [[ -f "$REPO/populator.Dockerfile" ]] && build_image "$REPO/populator.Dockerfile" "$REPO" localhost/vmdiskimage-populator:dev
   return 0
 }
@@ -601,7 +618,7 @@ kill_shims() {
 unmount_under() {
   local dir=$1 m
   # Deepest first; /proc/mounts escapes spaces as \040, our paths have none.
-  for m in $(awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+  awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
 }
@@ -609,7 +626,7 @@ unmount_under() {
 detach_loops_under() {
   local dir=$1 dev file
   losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null | while read -r dev file; do
-    [[ "$file" == "$dir"/* ]] && losetup -d "$dev" 2>/dev/null || true
+    if [[ "$file" == "$dir"/* ]]; then losetup -d "$dev" 2>/dev/null || true; fi
   done
 }
 
@@ -618,7 +635,7 @@ remove_pod_netns() {
   local ns
   for ns in /var/run/netns/cni-*; do
     [[ -e "$ns" ]] || continue
-    if ip -n "$(basename "$ns")" addr 2>/dev/null | grep -q "inet ${BRIDGE_IP%.*}\."; then
+    if [[ "$(ip -n "$(basename "$ns")" addr 2>/dev/null)" == *"inet ${BRIDGE_IP%.*}."* ]]; then
       ip netns delete "$(basename "$ns")" 2>/dev/null || { umount "$ns" 2>/dev/null; rm -f "$ns"; }
     fi
   done
@@ -628,7 +645,7 @@ remove_pod_netns() {
 remove_kubepods_cgroups() {
   local d
   for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
-    [[ -d "$d" ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    if [[ -d "$d" ]]; then find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
   done
 }
 

@@ -99,11 +99,13 @@ def run_pod(
     pvc: str | None = None,
     block: bool = False,
     env: dict[str, str] | None = None,
+    api_access: bool = False,
     timeout: float = 180,
 ) -> str:
     """Run script in a pod from the smoke image, wait until it succeeds, return its log.
 
     With pvc, the claim is mounted at /data (Filesystem) or attached as /dev/xvda (Block).
+    With api_access, the pod gets its service account token (off by default).
     """
     container: dict[str, Any] = {
         "name": "main",
@@ -119,7 +121,7 @@ def run_pod(
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
-            "automountServiceAccountToken": False,
+            "automountServiceAccountToken": api_access,
             "containers": [container],
         },
     }

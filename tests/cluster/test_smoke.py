@@ -24,6 +24,28 @@ def test_node_is_ready(cluster: Cluster) -> None:
     assert node["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.33.")
 
 
+def test_pods_reach_the_api_through_the_kubernetes_service(
+    cluster: Cluster, namespace: str
+) -> None:
+    # The operator runs in a pod; there is no kube-proxy, only a DNAT for this service.
+    logs = run_pod(
+        cluster,
+        namespace,
+        "api",
+        """python3 - <<'PY'
+import json, os, ssl, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+ctx = ssl.create_default_context(cafile=f"{sa}/ca.crt")
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+req = urllib.request.Request(f"https://{host}:{port}/version",
+                             headers={"Authorization": "Bearer " + open(f"{sa}/token").read()})
+print("version=" + json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["gitVersion"])
+PY""",
+        api_access=True,
+    )
+    assert "version=v1.33." in logs
+
+
 def test_filesystem_volume_keeps_what_a_pod_wrote(cluster: Cluster, namespace: str) -> None:
     token = uuid.uuid4().hex
     cluster.apply(namespace, pvc_manifest("fs", "hostpath"))
