@@ -32,7 +32,7 @@ def learned_from(info):
         "digest": "sha256 of the manifest bytes the registry returned",
         "kind": "media types of the manifest's layers",
         "layer": "the manifest's layer descriptor",
-        "compression": "magic bytes at the start of the layer blob, else its media type",
+        "compression": "magic bytes at the start of the layer blob (the media type is a label)",
         "format": "magic bytes of the disk's first 64 KiB (never the file name or media type)",
         "platforms": "the image index" if info.get("index_digest") else "not an index",
     }

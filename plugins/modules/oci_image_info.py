@@ -144,7 +144,7 @@ layer:
 compression:
   description:
     - Compression of the layer - C(none), C(gzip), C(zstd) or C(xz).
-    - Learned from the magic bytes at the start of the blob, else from the media type.
+    - Learned from the magic bytes at the start of the blob; the media type is only a label.
   returned: success
   type: str
   sample: gzip

@@ -118,6 +118,7 @@ def test_learned_from(fields, virtual, disk):
     assert virtual in sources["virtual_size"]
     assert disk in sources["disk_size"]
     assert "magic bytes" in sources["format"]
+    assert "magic bytes" in sources["compression"]
 
 
 @pytest.mark.parametrize(
