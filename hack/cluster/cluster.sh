@@ -339,7 +339,9 @@ make_pki() {
 # ---------------------------------------------------------------------------------------
 
 pid_of() { [[ -f "$STATE/run/$1.pid" ]] && cat "$STATE/run/$1.pid"; }
-running() { local p; p=$(pid_of "$1") && [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null; }
+# alive PID: exists and is not a zombie (our components are reaped by init, not by us).
+alive() { [[ -r "/proc/$1/stat" && "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
+running() { local p; p=$(pid_of "$1") && [[ -n "$p" ]] && alive "$p"; }
 
 start() {
   local name=$1; shift
@@ -351,13 +353,15 @@ start() {
   log "started $name (pid $!)"
 }
 
+STOPPED_PIDS=()
 stop() {
   local name=$1 p i
   p=$(pid_of "$name") || return 0
-  if [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null; then
+  if [[ -n "$p" ]] && alive "$p"; then
     kill -TERM "$p" 2>/dev/null || true
-    for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$p" 2>/dev/null || true
+    for i in $(seq 1 50); do alive "$p" || break; sleep 0.2; done
+    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+    STOPPED_PIDS+=("$p")
     log "stopped $name"
   fi
   rm -f "$STATE/run/$name.pid"
@@ -581,10 +585,17 @@ cmd_up() {
     log "already up"
     return 0
   fi
+  # Anything less than a healthy node (a crash, a reboot, a killed session) leaves
+  # stale pids, mounts and etcd data: clear it all and start from a clean slate.
+  if [[ -e "$STATE" ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+    log "clearing what a previous node left behind"
+    cmd_down
+  fi
   mkdir -p "$STATE"
   make_pki
   setup_network
   start_containerd
+  stop_pods # containers a killed containerd still has on record from a previous node
   build_images
   start_etcd
   start_apiserver
@@ -662,10 +673,12 @@ cmd_down() {
   kill_shims
   remove_pod_netns
   remove_kubepods_cgroups
+  # Loops before mounts: the kubelet's loop device is attached to a path under the
+  # kubelet dir where the driver's loop device is bind-mounted; once unmounted, that
+  # path no longer names it. The driver's own loop detaches when the kubelet's is gone.
+  detach_loops_under "$STATE"
   unmount_under "$STATE/"
   unmount_under "$CONTAINERD_ROOT/"
-  # Twice: the kubelet's loop devices sit on the driver's, which detach only after them.
-  detach_loops_under "$STATE"
   detach_loops_under "$STATE"
   while iptables -t nat -D PREROUTING -d "$API_SERVICE_IP/32" -p tcp --dport 443 -m comment --comment "$IPT_COMMENT" \
     -j DNAT --to-destination "$BRIDGE_IP:$API_PORT" 2>/dev/null; do :; done
@@ -674,6 +687,11 @@ cmd_down() {
     die "mounts remain under $STATE, not deleting it: $(grep " $STATE/" /proc/mounts | cut -d' ' -f2 | head -3)"
   fi
   rm -rf "$STATE"
+  # Init reaps our exited components a moment later; wait, so `down` leaves no trace.
+  local p i
+  for p in "${STOPPED_PIDS[@]}"; do
+    for i in $(seq 1 50); do [[ -e "/proc/$p" ]] || break; sleep 0.2; done
+  done
   log "down"
 }
 
