@@ -10,8 +10,6 @@ import pytest
 
 from tests.support.images import MiB, ensure_policy_json, make_disk, to_qcow2
 from tests.support.registry import Registry, start_registry
-from vmdiskimage.auth import Credentials
-from vmdiskimage.registry import RegistryClient
 
 REQUIRED_TOOLS = ("docker-registry", "skopeo", "umoci", "qemu-img", "openssl", "htpasswd", "zstd")
 
@@ -56,12 +54,6 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 @pytest.fixture(scope="session")
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     yield from _registry(tmp_path_factory, "token", auth="token")
-
-
-def client_for(registry: Registry, **kw: object) -> RegistryClient:
-    creds = Credentials(registry.username, registry.password) if registry.username else None
-    options = {**registry.client_options(), "credentials": creds, "backoff": 0.1, **kw}
-    return RegistryClient(registry.url, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry.conftest import client_for
 from tests.support.images import MiB, allocated_bytes, data_bytes, make_disk
 from vmdiskimage import errors, push, sources
 from vmdiskimage.populate import populate
@@ -49,7 +48,7 @@ def loop_device(tmp_path):
 def test_populate_block_device(plain_registry, disks, loop_device, fmt):
     device, backing = loop_device
     ref = f"{plain_registry.url}/block/disk:{fmt}"
-    with client_for(plain_registry) as client:
+    with plain_registry.client() as client:
         push.push(disks[fmt], ref, kind=sources.CONTAINER_DISK, comp="gzip", client=client)
         result = populate(ref, device, client=client)
     raw = disks["raw"].read_bytes()
@@ -65,7 +64,7 @@ def test_block_device_too_small(plain_registry, loop_device, tmp_path):
     device, _ = loop_device
     disk = make_disk(tmp_path / "big.raw", 40 * MiB, ((0, MiB),))
     ref = f"{plain_registry.url}/block/big:1"
-    with client_for(plain_registry) as client:
+    with plain_registry.client() as client:
         push.push(disk, ref, comp="zstd", client=client)
         with pytest.raises(errors.TargetTooSmall):
             populate(ref, device, client=client)

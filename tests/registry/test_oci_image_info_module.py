@@ -7,7 +7,6 @@ import json
 import pytest
 
 from tests.module_harness import run_module, run_playbook, task_results
-from tests.registry.conftest import client_for
 from tests.support.images import Layout, compress_file, skopeo_copy
 from vmdiskimage import push, sources
 from vmdiskimage.registry import OCI_INDEX
@@ -36,7 +35,7 @@ def pushed(plain_registry, disks, tmp_path_factory):
     work = tmp_path_factory.mktemp("info")
     reg = plain_registry
     out = {}
-    with client_for(reg) as client:
+    with reg.client() as client:
         for fmt in ("raw", "qcow2"):
             out["cd", fmt] = push.push(
                 disks[fmt], f"{reg.url}/info/cd:{fmt}", kind=sources.CONTAINER_DISK, client=client
@@ -152,13 +151,13 @@ def test_missing_tag(plain_registry, pushed):
 
 @pytest.fixture(scope="module")
 def on_basic(basic_registry, disks):
-    with client_for(basic_registry) as client:
+    with basic_registry.client() as client:
         push.push(disks["raw"], f"{basic_registry.url}/priv/cd:raw", client=client)
 
 
 @pytest.fixture(scope="module")
 def on_token(token_registry, disks):
-    with client_for(token_registry) as client:
+    with token_registry.client() as client:
         push.push(disks["qcow2"], f"{token_registry.url}/priv/cd:qcow2", client=client)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry.conftest import client_for
 from tests.support.images import (
     Layout,
     MiB,
@@ -48,7 +47,7 @@ def images(
     work = tmp_path_factory.mktemp("images")
     reg = plain_registry
     refs: dict[tuple[str, str, str, str], str] = {}
-    with client_for(reg) as client:
+    with reg.client() as client:
         for fmt in ("raw", "qcow2"):
             disk = disks[fmt]
             # containerDisk built by umoci (gzip layer) and copied by skopeo.
@@ -118,7 +117,7 @@ def test_every_source_kind_compression_and_format(
     target = tmp_path / "disk.img"
     ref = images[tool, kind, comp, fmt]
     registry = tls_registry if ref.startswith(tls_registry.url) else plain_registry
-    with client_for(registry) as client:
+    with registry.client() as client:
         info = sources.inspect(client, images[tool, kind, comp, fmt])
         result = populate(images[tool, kind, comp, fmt], target, client=client)
     assert (info.kind, info.compression, info.format) == (kind, comp, fmt)
@@ -136,7 +135,7 @@ def test_every_source_kind_compression_and_format(
 def test_resize_grows_raw_disk_with_a_hole(images, plain_registry, disks, tmp_path):
     target = tmp_path / "disk.img"
     ref = images["push", "artifact", "zstd", "raw"]
-    with client_for(plain_registry) as client:
+    with plain_registry.client() as client:
         result = populate(ref, target, target_size="64Mi", client=client)
     assert result.virtual_size == 64 * MiB == target.stat().st_size
     raw = disks["raw"].read_bytes()
@@ -149,7 +148,7 @@ def test_resize_grows_raw_disk_with_a_hole(images, plain_registry, disks, tmp_pa
 def test_resize_qcow2_source_and_qcow2_target(images, plain_registry, disks, tmp_path):
     target = tmp_path / "disk.qcow2"
     ref = images["skopeo", "containerDisk", "gzip", "qcow2"]
-    with client_for(plain_registry) as client:
+    with plain_registry.client() as client:
         result = populate(ref, target, target_size="32Mi", target_format="qcow2", client=client)
     info = json.loads(
         subprocess.run(
@@ -166,7 +165,7 @@ def test_resize_qcow2_source_and_qcow2_target(images, plain_registry, disks, tmp
 @pytest.mark.parametrize("ref_key", [("push", "artifact", "zstd", "raw"),
                                      ("skopeo", "containerDisk", "gzip", "qcow2")])  # fmt: skip
 def test_target_smaller_than_virtual_size_is_refused(images, plain_registry, tmp_path, ref_key):
-    with client_for(plain_registry) as client, pytest.raises(errors.TargetTooSmall) as exc:
+    with plain_registry.client() as client, pytest.raises(errors.TargetTooSmall) as exc:
         populate(images[ref_key], tmp_path / "disk.img", target_size="2Mi", client=client)
     assert "2Mi" in exc.value.message and "4Mi" in exc.value.message
 
@@ -176,7 +175,7 @@ def test_directory_target_gets_disk_img_and_stale_data_is_gone(
 ):
     stale = tmp_path / "disk.img"
     stale.write_bytes(b"\xff" * (8 * MiB))  # a failed earlier attempt left garbage
-    with client_for(plain_registry) as client:
+    with plain_registry.client() as client:
         result = populate(images["push", "containerDisk", "gzip", "raw"], tmp_path, client=client)
     assert result.target == str(stale)
     assert stale.read_bytes() == disks["raw"].read_bytes()
@@ -188,7 +187,7 @@ def test_large_sparse_disk_stays_sparse(plain_registry, tmp_path):
     )
     ref = f"{plain_registry.url}/ours/sparse:t"
     target = tmp_path / "out.img"
-    with client_for(plain_registry) as client:
+    with plain_registry.client() as client:
         push.push(disk, ref, kind=sources.CONTAINER_DISK, comp="gzip", client=client)
         populate(ref, target, client=client)
     assert target.stat().st_size == 256 * MiB

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from tests.registry.conftest import client_for
 from tests.support.images import Layout, MiB, make_disk, skopeo_copy
 from tests.support.registry import start_registry
 from vmdiskimage import errors, push, sources
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.registry
 
 
 def _push(registry, disk, repo, **kw):
-    with client_for(registry) as client:
+    with registry.client() as client:
         return push.push(disk, f"{registry.url}/{repo}", client=client, **kw)
 
 
@@ -186,7 +185,7 @@ def test_corrupted_blob_fails_with_clear_message(tmp_path, kind):
 def test_corrupted_manifest_is_refused(tmp_path, disks):
     with start_registry(tmp_path / "reg") as registry:
         pushed = _push(registry, disks["raw"], "pin/disk:1")
-        with client_for(registry) as client:
+        with registry.client() as client:
             assert client.resolve(ImageReference.parse(pushed.reference)).digest == pushed.digest
             stored = registry.blob_data_path(pushed.digest)
             stored.write_bytes(stored.read_bytes().replace(b'"layers"', b'"layers" '))
@@ -199,7 +198,7 @@ def test_corrupted_manifest_is_refused(tmp_path, disks):
 def test_inspect_reads_only_the_head(plain_registry, tmp_path):
     disk = make_disk(tmp_path / "big.raw", 64 * MiB, ((0, 60 * MiB),), seed=3)
     pushed = _push(plain_registry, disk, "head/disk:1", comp="none")
-    with client_for(plain_registry) as client:
+    with plain_registry.client() as client:
         info = sources.inspect(client, f"{plain_registry.url}/head/disk:1")
     assert info.virtual_size == 64 * MiB and info.layer.digest == pushed.layer_digest
     assert info.annotations[sources.ANNOTATION_FORMAT] == "raw"

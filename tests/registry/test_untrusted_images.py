@@ -11,7 +11,6 @@ import tarfile
 import pytest
 import zstandard
 
-from tests.registry.conftest import client_for
 from tests.support.images import (
     MiB,
     make_disk,
@@ -39,13 +38,13 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = 
 
 
 def _populate(registry, repo_tag, target, **kw):
-    with client_for(registry) as client:
+    with registry.client() as client:
         return populate(f"{registry.url}/{repo_tag}", target, client=client, **kw)
 
 
 def _crafted(registry, repo_tag, layers):
     repo, tag = repo_tag.split(":")
-    with client_for(registry) as client:
+    with registry.client() as client:
         push_crafted(client, repo, tag, layers)
 
 

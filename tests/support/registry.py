@@ -21,6 +21,9 @@ from pathlib import Path
 
 import requests
 
+from vmdiskimage.auth import Credentials
+from vmdiskimage.registry import RegistryClient
+
 from .pki import CertificateAuthority, self_signed
 from .tokenserver import TokenServer
 
@@ -204,6 +207,12 @@ class Registry:
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(self.dockerconfigjson(username, password)))
         return path
+
+    def client(self, **kw: object) -> RegistryClient:
+        """A vmdiskimage RegistryClient for this registry, with its credentials."""
+        creds = Credentials(self.username, self.password) if self.username else None
+        options = {**self.client_options(), "credentials": creds, "backoff": 0.1, **kw}
+        return RegistryClient(self.url, **options)  # type: ignore[arg-type]
 
     def client_options(self) -> dict:
         """Keyword arguments for ``RegistryClient`` / ``populate`` / ``push``."""
