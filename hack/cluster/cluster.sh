@@ -732,7 +732,7 @@ main() {
   images) ensure_packages; build_binaries; build_images; build_project_images ;;
   build-image) shift; [[ $# -eq 3 ]] || die "usage: cluster.sh build-image DOCKERFILE CONTEXT TAG"
     ensure_packages; build_image "$@" ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 }
 
