@@ -540,6 +540,36 @@ class RegistryClient:
         )
 
 
+class _HashThread:
+    """A hash object whose ``update`` runs in its own thread (sha256 releases the GIL).
+
+    Only for callers that never reuse a buffer after passing it to ``update``.
+    """
+
+    def __init__(self, hasher: Any, depth: int = 4) -> None:
+        self._hasher = hasher
+        self.name = hasher.name
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="blob-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._hasher.update(data)
+
+    def update(self, data: Any) -> None:
+        self._queue.put(data)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hasher.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
 class BlobReader(io.RawIOBase):
     """Streams one blob, resuming with Range requests and verifying size and digest at EOF.
 
@@ -566,12 +596,17 @@ class BlobReader(io.RawIOBase):
         self.offset = 0
         self.verified = False
         algo, _, self._expected = digest.partition(":")
-        self._hasher = hashlib.new(algo)
+        self._hasher: Any = hashlib.new(algo)
         self._resp: requests.Response | None = None
         self._fp: Any = None
 
     def readable(self) -> bool:
         return True
+
+    def hash_in_thread(self) -> None:
+        """Hash in a separate thread; the caller promises fresh buffers to ``readinto``."""
+        if self.offset == 0 and not isinstance(self._hasher, _HashThread):
+            self._hasher = _HashThread(self._hasher)
 
     def _open(self) -> None:
         headers = {"Range": f"bytes={self.offset}-"} if self.offset else {}
@@ -672,6 +707,8 @@ class BlobReader(io.RawIOBase):
 
     def close(self) -> None:
         self._drop()
+        if isinstance(self._hasher, _HashThread):
+            self._hasher.close()
         super().close()
 
 
@@ -694,6 +731,7 @@ class ReadAhead(io.RawIOBase):
         self._stop = threading.Event()
         self._current = memoryview(b"")
         self._done = False
+        blob.hash_in_thread()  # every chunk below is a fresh bytearray
         self._thread = threading.Thread(target=self._run, name="blob-read-ahead", daemon=True)
         self._thread.start()
 
@@ -714,8 +752,8 @@ class ReadAhead(io.RawIOBase):
                 if not n:
                     self._put(self._EOF)
                     return
-                del buf[n:]
-                if not self._put(buf):
+                # A view, not a resize: the hash thread may still hold the buffer.
+                if not self._put(memoryview(buf)[:n] if n < len(buf) else buf):
                     return
         except BaseException as exc:  # handed to the consumer thread
             self._put(exc)
