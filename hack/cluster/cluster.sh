@@ -245,7 +245,19 @@ build_image() {
       --build-arg BASE_IMAGE="$BASE_IMAGE:latest" -f "$dockerfile" -t "${tag%:*}:ctx-$key" "$context" >/dev/null
   fi
   buildah tag "${tag%:*}:ctx-$key" "$tag"
+  # Remember the tag, so a later `up` loads it into a fresh containerd too.
+  mkdir -p "$CACHE"
+  grep -qxF "$tag" "$CACHE/images.list" 2>/dev/null || echo "$tag" >>"$CACHE/images.list"
   load_image "$tag"
+}
+
+# Load every image build_image made before (e.g. `images` run while the node was down).
+load_built_images() {
+  local tag
+  [[ -f "$CACHE/images.list" ]] || return 0
+  while read -r tag; do
+    if image_exists "$tag"; then load_image "$tag"; fi
+  done <"$CACHE/images.list"
 }
 
 build_images() {
@@ -597,6 +609,7 @@ cmd_up() {
   start_containerd
   stop_pods # containers a killed containerd still has on record from a previous node
   build_images
+  load_built_images
   start_etcd
   start_apiserver
   start_controllers
@@ -722,7 +735,9 @@ EOF
 }
 
 main() {
-  [[ $EUID -eq 0 ]] || die "run as root: the node mounts, creates bridges and runs containers"
+  if [[ "${1:-}" != env && $EUID -ne 0 ]]; then
+    die "run as root: the node mounts, creates bridges and runs containers"
+  fi
   case "${1:-}" in
   build) ensure_packages; build_binaries ;;
   up) cmd_up ;;
