@@ -6,6 +6,7 @@ up before this tier runs, so a missing node is a broken setup, not an optional e
 
 from __future__ import annotations
 
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.kube import Cluster, cluster_env
+from tests.cluster.kube import REPO, Cluster, cluster_env
+
+CRD = REPO / "config" / "crd" / "bases" / "vm.example.com_vmdiskimages.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +48,9 @@ def cluster() -> Cluster:
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted (with its PVCs and volumes) afterwards."""
-    name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:6]}"
+    # Test names carry parameter ids ("test_x[a.yaml]"): keep what a label allows.
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", name)
     # Pods need the namespace's default service account before they can be created.
     cluster.wait_for(
@@ -55,3 +60,12 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=true", "--timeout=180s", check=False)
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> None:
+    """The VMDiskImage CRD, applied and Established. Never deleted: tests share the kind."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/vmdiskimages.vm.example.com", "--timeout=60s"
+    )

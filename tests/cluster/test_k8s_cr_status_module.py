@@ -7,21 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.cluster.kube import REPO
 from tests.module_harness import run_module, run_playbook
 
 pytestmark = pytest.mark.cluster
-
-CRD = REPO / "config" / "crd" / "bases" / "vm.example.com_vmdiskimages.yaml"
-
-
-@pytest.fixture(scope="module")
-def crd(cluster):
-    # Applied, never deleted: other tests of the session may use the kind too.
-    cluster.kubectl("apply", "-f", str(CRD))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/vmdiskimages.vm.example.com", "--timeout=60s"
-    )
 
 
 @pytest.fixture
