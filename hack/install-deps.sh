@@ -7,7 +7,7 @@ packages=(
   docker-registry skopeo umoci qemu-utils zstd xz-utils apache2-utils openssl
   # local cluster and image builds (hack/cluster)
   buildah containerd runc containernetworking-plugins debootstrap iproute2 iptables
-  conntrack socat ethtool e2fsprogs util-linux
+  conntrack socat ethtool e2fsprogs util-linux curl tar time
 )
 
 missing=()
