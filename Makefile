@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create the Python virtualenv with the pinned dev tools.
 
 .PHONY: lint
-lint: venv ## Run ruff, yamllint and ansible-lint.
+lint: venv collection-link ## Run ruff, yamllint and ansible-lint.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/yamllint --strict .
@@ -73,10 +73,15 @@ bench-datapath: venv ## Benchmark the data path against a two-pass import and th
 
 ##@ Ansible
 
+COLLECTION_LINK := .ansible/collections/ansible_collections/vm_example/vmdiskimage
+
+# ansible-lint installs a copy of the collection there when it finds no link: a copy
+# would go stale, so it is replaced by the link.
 .PHONY: collection-link
 collection-link: ## Make the repository visible to Ansible as the collection vm_example.vmdiskimage.
-	mkdir -p .ansible/collections/ansible_collections/vm_example
-	ln -sfn ../../../.. .ansible/collections/ansible_collections/vm_example/vmdiskimage
+	mkdir -p $(dir $(COLLECTION_LINK))
+	if [[ -e $(COLLECTION_LINK) && ! -L $(COLLECTION_LINK) ]]; then rm -rf $(COLLECTION_LINK); fi
+	ln -sfn ../../../.. $(COLLECTION_LINK)
 
 ##@ Local cluster (root; see hack/cluster/README.md)
 
