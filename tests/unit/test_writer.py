@@ -45,6 +45,37 @@ def test_sparse_copy_round_trips(tmp_path, layout, direct_io):
     assert os.stat(target).st_blocks * 512 <= w.bytes_written + 64 * 1024
 
 
+@pytest.mark.parametrize("length", [0, 1, 63, 64, 65, 4096, 64 * 1024 + 7, 4 * MiB])
+def test_is_zero_accepts_zeros(length):
+    assert writer.is_zero(memoryview(bytearray(length)))
+    assert writer.is_zero(memoryview(bytes(length)))  # read-only buffers too
+
+
+@pytest.mark.parametrize(
+    ("length", "nonzero_at"),
+    [
+        (1, 0),
+        (64, 63),
+        (65, 64),
+        (129, 128),
+        (4096, 100),
+        (4 * MiB, 0),
+        (4 * MiB, writer.ZERO_STRIDE - 1),
+        (4 * MiB, writer.ZERO_STRIDE),
+        (4 * MiB, 2 * MiB + 1),
+        (4 * MiB, 4 * MiB - 1),
+    ],
+)
+def test_is_zero_finds_any_nonzero_byte(length, nonzero_at):
+    data = bytearray(length)
+    data[nonzero_at] = 0x80
+    assert not writer.is_zero(memoryview(data))
+    assert not writer.is_zero(memoryview(bytes(data)))
+    # A slice that excludes the byte is zero; one that starts at it is not.
+    assert writer.is_zero(memoryview(data)[:nonzero_at])
+    assert not writer.is_zero(memoryview(data)[nonzero_at:])
+
+
 def test_limit_refuses_before_writing_past_it(tmp_path):
     w = writer.DiskWriter(tmp_path / "d", limit=5 * MiB)
     with pytest.raises(DiskTooLarge):
