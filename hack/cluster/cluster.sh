@@ -495,6 +495,10 @@ state = "$STATE/containerd/state"
   # This host withholds CAP_SYS_RESOURCE even from root, so runc cannot lower a
   # process's oom_score_adj (the kubelet asks -998 for sandboxes): clamp instead of failing.
   restrict_oom_score_adj = true
+  # Block volumes reach containers as device nodes owned by root; with this, they are
+  # owned by the pod's runAsUser/runAsGroup instead, so a non-root populator can write
+  # them. It is the node setting KubeVirt and CDI document for non-root block access.
+  device_ownership_from_security_context = true
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
