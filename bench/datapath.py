@@ -9,7 +9,10 @@ loopback docker-registry and measures, side by side:
 * populate: ``vmdiskimage-populate`` into a file (a separate process: time, peak RSS);
 * two-pass: ``skopeo copy`` to a dir, ``tar -x`` (or ``zstd -d``), ``qemu-img convert -O raw``;
 * floor: blob GET + decompress to nowhere, with the same decoders, in this process;
-* allocated bytes of the result (st_blocks * 512) vs the data bytes.
+* allocated bytes of the result (st_blocks * 512) vs the data bytes;
+* CPU-seconds of populate and of the floor, the registry's included: on N cores a run
+  cannot take less than its CPU-seconds / N, which tells a slow pipeline from a
+  saturated machine.
 
 Run: ``.venv/bin/python bench/datapath.py`` (``--skip-8g`` for a quicker run).
 """
@@ -20,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -115,8 +119,19 @@ def settle() -> None:
     time.sleep(0.5)
 
 
-def run_measured(cmd: list[str], work: Path) -> tuple[float, int]:
-    """Run ``cmd`` under /usr/bin/time; return (seconds, peak RSS in bytes).
+def process_cpu(pid: int) -> float:
+    """CPU-seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_measured(cmd: list[str], work: Path) -> tuple[float, int, float]:
+    """Run ``cmd`` under /usr/bin/time; return (seconds, peak RSS in bytes, CPU-seconds).
 
     Not ru_maxrss of our own child: Linux carries a forked child's high-water mark
     over exec, so a large parent would inflate it.
@@ -125,17 +140,18 @@ def run_measured(cmd: list[str], work: Path) -> tuple[float, int]:
     settle()
     start = time.perf_counter()
     proc = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd],
+        ["/usr/bin/time", "-f", "%M %U %S", "-o", str(rss_file), *cmd],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.decode()[-2000:]}")
-    return elapsed, int(rss_file.read_text().split()[-1]) * 1024
+    rss, user, system = rss_file.read_text().split()[-3:]
+    return elapsed, int(rss) * 1024, float(user) + float(system)
 
 
-def populate_run(url: str, repo: str, target: Path) -> tuple[float, int]:
+def populate_run(url: str, repo: str, target: Path) -> tuple[float, int, float]:
     target.unlink(missing_ok=True)
     return run_measured(
         [POPULATE, f"--source={url}/{repo}:bench", f"--target={target}", "--plain-http",
@@ -169,10 +185,12 @@ def two_pass_run(url: str, repo: str, meta: dict, work: Path, target: Path) -> f
     return elapsed
 
 
-def floor_run(url: str, repo: str, meta: dict, verify: bool = False) -> float:
+def floor_run(url: str, repo: str, meta: dict, verify: bool = False) -> tuple[float, float]:
     """Blob GET + decompression to nowhere, with the decoders populate uses (no tar walk,
-    no writes): the least any importer must do. ``verify`` adds the sha256 of the blob."""
+    no writes): the least any importer must do. ``verify`` adds the sha256 of the blob.
+    Returns (seconds, CPU-seconds of this process)."""
     settle()
+    cpu = own_cpu()
     start = time.perf_counter()
     with requests.get(f"http://{url}/v2/{repo}/blobs/{meta['digest']}", stream=True) as resp:
         resp.raise_for_status()
@@ -185,7 +203,7 @@ def floor_run(url: str, repo: str, meta: dict, verify: bool = False) -> float:
             pass
         if verify:
             assert "sha256:" + raw.sha.hexdigest() == meta["digest"]
-    return time.perf_counter() - start
+    return time.perf_counter() - start, own_cpu() - cpu
 
 
 class _Hashing:
@@ -240,6 +258,7 @@ def main() -> int:
             header += f"{'+sha256':>8}"
             header += (
                 f"{'2p/pop':>8}{'pop/floor':>10}{'peak RSS':>11}{'allocated':>12}{'alloc/data':>11}"
+                f"{'pop cpu':>9}{'floor cpu':>10}"
             )
             print(header)
             print("-" * len(header))
@@ -247,17 +266,26 @@ def main() -> int:
                 repo = f"bench/img{i}"
                 target = work / "out.img"
                 big = meta["disk_size"] > 4 * GiB
-                pops = [populate_run(registry.url, repo, target) for _ in range(args.repeat)]
-                pop_t = min(t for t, _ in pops)
-                rss = max(r for _, r in pops)
+                pops = []
+                for _ in range(args.repeat):
+                    reg_cpu = process_cpu(registry.process.pid)
+                    t, r, cpu = populate_run(registry.url, repo, target)
+                    pops.append((t, r, cpu + process_cpu(registry.process.pid) - reg_cpu))
+                pop_t, _, pop_cpu = min(pops)
+                rss = max(r for _, r, _ in pops)
                 result = json.loads(Path(f"{target}.result").read_text())
                 assert result["result"] == "Succeeded", result
                 st = target.stat()
                 allocated = st.st_blocks * 512
                 assert st.st_size == meta["disk_size"]
-                floor_t = min(floor_run(registry.url, repo, meta) for _ in range(args.repeat))
+                floors = []
+                for _ in range(args.repeat):
+                    reg_cpu = process_cpu(registry.process.pid)
+                    t, cpu = floor_run(registry.url, repo, meta)
+                    floors.append((t, cpu + process_cpu(registry.process.pid) - reg_cpu))
+                floor_t, floor_cpu = min(floors)
                 floor_v = min(
-                    floor_run(registry.url, repo, meta, verify=True) for _ in range(args.repeat)
+                    floor_run(registry.url, repo, meta, verify=True)[0] for _ in range(args.repeat)
                 )
                 two = None
                 if not big:
@@ -275,7 +303,8 @@ def main() -> int:
                     f"{name:<26}{fmt_bytes(meta['size']):>11}{pop_t:>9.2f}s{two_s}{floor_t:>7.2f}s"
                     f"{floor_v:>7.2f}s"
                     f"{ratio_s}{pop_t / floor_t:>9.2f}x{fmt_bytes(rss):>11}"
-                    f"{fmt_bytes(allocated):>12}{allocated / DATA_BYTES:>10.3f}x",
+                    f"{fmt_bytes(allocated):>12}{allocated / DATA_BYTES:>10.3f}x"
+                    f"{pop_cpu:>8.2f}s{floor_cpu:>9.2f}s",
                     flush=True,
                 )
                 checks = [rss <= 64 * MiB, allocated <= 1.05 * DATA_BYTES]
@@ -290,6 +319,7 @@ def main() -> int:
     print("         zstd artifact populate/floor <= 1.5x; peak RSS <= 64 MiB; alloc/data <= 1.05x")
     print("floor: blob GET + decompress to nowhere, in this process (no interpreter start);")
     print("+sha256: the same plus the digest check populate must do; populate: a new process")
+    print(f"cpu: CPU-seconds of the fastest run, registry included; >= cpu/{os.cpu_count()} s")
     print("all targets met" if ok else "SOME TARGETS MISSED")
     return 0 if ok else 1
 
