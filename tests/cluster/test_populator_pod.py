@@ -60,14 +60,14 @@ def _sha256_padded(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def _pull_secret(cluster: Cluster, namespace: str, registry: Registry) -> None:
-    config = json.dumps(registry.dockerconfigjson()).encode()
+def _pull_secret(cluster: Cluster, namespace: str, config: dict[str, Any]) -> None:
+    """The kubernetes.io/dockerconfigjson Secret `pull` holding config."""
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "pull"},
         "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(config).decode()},
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
     }
     cluster.apply(namespace, secret)
 
@@ -123,8 +123,10 @@ def _populator_pod(source: str, *, block: bool) -> dict[str, Any]:
     }
 
 
-def _run_populator(cluster: Cluster, namespace: str, pod: dict[str, Any]) -> dict[str, Any]:
-    """Run the pod to completion; return its termination message as a dict."""
+def _run_populator(
+    cluster: Cluster, namespace: str, pod: dict[str, Any]
+) -> tuple[str, dict[str, Any], str]:
+    """Run the pod to its end; return its phase, termination message and what to show."""
     cluster.apply(namespace, pod)
     cluster.wait_for(
         "the populator pod to finish",
@@ -133,21 +135,25 @@ def _run_populator(cluster: Cluster, namespace: str, pod: dict[str, Any]) -> dic
         on_timeout=lambda: cluster.describe(namespace),
     )
     status = cluster.get(namespace, "pod", "populate")["status"]
-    logs = cluster.kubectl("-n", namespace, "logs", "populate", check=False)
-    assert status["phase"] == "Succeeded", f"{logs}\n{cluster.describe(namespace)}"
     terminated = status["containerStatuses"][0]["state"]["terminated"]
-    return json.loads(terminated["message"])
+    logs = cluster.kubectl("-n", namespace, "logs", "populate", check=False)
+    return (
+        status["phase"],
+        json.loads(terminated["message"]),
+        f"{logs}\n{cluster.describe(namespace)}",
+    )
 
 
 @pytest.mark.parametrize("block", [False, True], ids=["filesystem", "block"])
 def test_populator_pod_imports_the_disk_into_a_pvc(
     cluster: Cluster, namespace: str, registry: Registry, source: str, disk: Path, block: bool
 ) -> None:
-    _pull_secret(cluster, namespace, registry)
+    _pull_secret(cluster, namespace, registry.dockerconfigjson())
     cluster.apply(namespace, pvc_manifest("target", "hostpath", block=block, size="64Mi"))
 
-    result = _run_populator(cluster, namespace, _populator_pod(source, block=block))
+    phase, result, details = _run_populator(cluster, namespace, _populator_pod(source, block=block))
 
+    assert phase == "Succeeded", details
     assert result["result"] == "Succeeded"
     assert result["kind"] == "containerDisk"
     assert result["digest"].startswith("sha256:")
@@ -167,25 +173,13 @@ def test_populator_pod_imports_the_disk_into_a_pvc(
 def test_populator_pod_fails_with_a_reason_on_wrong_credentials(
     cluster: Cluster, namespace: str, registry: Registry, source: str
 ) -> None:
-    config = registry.dockerconfigjson(password="wrong")
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "pull"},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
-    }
-    cluster.apply(namespace, secret, pvc_manifest("target", "hostpath", size="64Mi"))
-    pod = _populator_pod(source, block=False)
-    cluster.apply(namespace, pod)
-    cluster.wait_for(
-        "the populator pod to fail",
-        lambda: pod_phase(cluster, namespace, "populate") in ("Succeeded", "Failed"),
-        timeout=180,
-        on_timeout=lambda: cluster.describe(namespace),
+    _pull_secret(cluster, namespace, registry.dockerconfigjson(password="wrong"))
+    cluster.apply(namespace, pvc_manifest("target", "hostpath", size="64Mi"))
+
+    phase, message, details = _run_populator(
+        cluster, namespace, _populator_pod(source, block=False)
     )
-    status = cluster.get(namespace, "pod", "populate")["status"]
-    assert status["phase"] == "Failed"
-    message = json.loads(status["containerStatuses"][0]["state"]["terminated"]["message"])
+
+    assert phase == "Failed", details
     assert message["result"] == "Failed"
     assert message["reason"] == "AuthenticationFailed", message
