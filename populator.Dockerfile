@@ -2,15 +2,16 @@
 #
 # BASE_IMAGE is the local Debian bookworm base (debootstrap minbase with python3,
 # python3-pip, qemu-utils and ca-certificates) built by hack/cluster; nothing is
-# pulled from a registry. Build from the repository root:
-#   buildah bud --isolation chroot --build-arg BASE_IMAGE=<base> -f populator.Dockerfile .
-ARG BASE_IMAGE
+# pulled from a registry. Build it with `make populator-image`.
+ARG BASE_IMAGE=localhost/vmdiskimage-base:latest
 FROM ${BASE_IMAGE}
 
 # Only the package and its metadata: the image does not change when tests or roles do.
+# pip compiles the bytecode here: the pod's root filesystem is read-only, so Python could
+# not cache it at run time and would compile everything on every start.
 COPY pyproject.toml README.md /src/
 COPY vmdiskimage /src/vmdiskimage
-RUN python3 -m pip install --no-cache-dir --no-compile --break-system-packages /src \
+RUN python3 -m pip install --no-cache-dir --break-system-packages /src \
     && rm -rf /src \
     && vmdiskimage-populate --help > /dev/null \
     && qemu-img --version > /dev/null

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The benchmark reuses the tests' registry harness: the repository root must be importable
+# before the imports below, hence their E402.
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
@@ -102,6 +104,7 @@ def push_layer(client: RegistryClient, repo: str, meta: dict) -> None:
 
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
     client.upload_blob(repo, config_digest, len(config), lambda: io.BytesIO(config))
+    # upload_blob opens the file itself and closes it.
     client.upload_blob(repo, meta["digest"], meta["size"], lambda: open(meta["blob"], "rb"))  # noqa: SIM115
     layer = {"mediaType": layer_type, "digest": meta["digest"], "size": meta["size"]}
     if annotations:

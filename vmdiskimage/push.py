@@ -263,6 +263,7 @@ def push(
                 config_type = OCI_CONFIG
             config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
             client.upload_blob(repo, config_digest, len(config), lambda: _BytesOpener(config))
+            # upload_blob opens (and reopens, on a retry) the file itself and closes it.
             client.upload_blob(repo, digest, size, lambda: open(layer_path, "rb"))  # noqa: SIM115
             manifest: dict[str, Any] = {
                 "schemaVersion": 2,
