@@ -64,11 +64,17 @@ def test_return_values_say_when_and_what_type(name):
         assert entry.get("description"), f"{name}: RETURN {key} lacks 'description'"
 
 
+# ansible-operator recognises requeue_after only by its short name (it compares the task's
+# action as written), so that module's examples must not use the fully qualified name.
+SHORT_NAME_ONLY = {"requeue_after"}
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_examples_use_the_fully_qualified_name(name):
     examples = yaml.safe_load(_doc_strings(name)["EXAMPLES"])
+    action = name if name in SHORT_NAME_ONLY else f"vm_example.vmdiskimage.{name}"
     for task in examples:
-        assert f"vm_example.vmdiskimage.{name}" in task, task.get("name")
+        assert action in task, task.get("name")
         assert task.get("name"), f"{name}: every example task has a name"
 
 
