@@ -16,10 +16,17 @@ help: ## List the targets.
 
 ##@ Development
 
+.PHONY: demo
+demo: deps venv collection-link build/ansible-operator build/collections ## Run it: local node, registry, a sample disk imported by the operator and checked (root).
+	$(PY) hack/demo.py up
+
+.PHONY: demo-down
+demo-down: ## Stop what `make demo` left running and take the local node down.
+	$(PY) hack/demo.py down
+
 .PHONY: run
-run: ## Run the operator against your kubeconfig (arrives with the operator issue).
-	@echo "make run: the operator's reconcile roles arrive with the operator issue; nothing runs yet." >&2
-	@exit 1
+run: venv collection-link build/ansible-operator ## Run the operator on this machine against your kubeconfig (Ctrl-C stops it).
+	hack/run-operator.sh
 
 .PHONY: deps
 deps: ## Install the system packages the tests need (apt, needs root).
