@@ -1,0 +1,76 @@
+"""population_info: the pure parts (progress lines, termination messages); the cluster
+tier runs the module against real pods through the operator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.module_harness import module_utils, run_module
+
+pytestmark = pytest.mark.unit
+
+population = module_utils("population")
+
+LINE = '{"progress":{"phase":"Copying","bytesDone":%d,"bytesTotal":100,"percent":%.1f}}'
+
+
+@pytest.mark.parametrize(
+    ("log", "expected"),
+    [
+        pytest.param("", None, id="empty"),
+        pytest.param(
+            LINE % (10, 10.0),
+            {"phase": "Copying", "bytesDone": 10, "bytesTotal": 100, "percent": 10.0},
+            id="one-line",
+        ),
+        pytest.param("\n".join([LINE % (10, 10.0), LINE % (60, 60.0)]), 60, id="latest-wins"),
+        pytest.param(
+            "\n".join([LINE % (60, 60.0), "INFO imported sha256:..."]),
+            60,
+            id="log-line-after-progress",
+        ),
+        pytest.param(
+            "\n".join([LINE % (40, 40.0), '{"progress":{"phase":']), 40, id="cut-line-skipped"
+        ),
+        pytest.param('{"other":1}\nERROR something', None, id="no-progress"),
+    ],
+)
+def test_latest_progress(log, expected):
+    got = population.latest_progress(log)
+    if isinstance(expected, int):
+        assert got["bytesDone"] == expected
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("terminated", "expected"),
+    [
+        pytest.param(None, None, id="running"),
+        pytest.param({"exitCode": 137, "reason": "OOMKilled"}, None, id="no-message"),
+        pytest.param({"message": "panic: not json"}, None, id="not-json"),
+        pytest.param({"message": "[1, 2]"}, None, id="json-but-not-an-object"),
+        pytest.param(
+            {"message": json.dumps({"result": "Failed", "reason": "ImageNotFound"})},
+            {"result": "Failed", "reason": "ImageNotFound"},
+            id="failure",
+        ),
+    ],
+)
+def test_parse_result(terminated, expected):
+    assert population.parse_result(terminated) == expected
+
+
+def test_container_terminated_reads_the_first_container():
+    pod = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0}}}]}}
+    assert population.container_terminated(pod) == {"exitCode": 0}
+    assert population.container_terminated({"status": {}}) is None
+    assert population.container_terminated(None) is None
+
+
+def test_the_module_refuses_missing_arguments():
+    result = run_module("population_info", {"name": "x"})
+    assert result["failed"] is True
+    assert "namespace" in result["msg"]
