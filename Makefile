@@ -79,6 +79,10 @@ test-cluster: venv collection-link build/ansible-operator build/collections ## C
 	$(CLUSTER) images; \
 	$(PYTEST) -m cluster
 
+.PHONY: bench-operator
+bench-operator: venv collection-link build/ansible-operator ## Benchmark the operator on the local node (needs cluster-up and cluster-images); prints figures.
+	$(PY) bench/operator.py
+
 .PHONY: bench-datapath
 bench-datapath: venv ## Benchmark the data path against a two-pass import and the floor; prints figures.
 	$(PY) bench/datapath.py

@@ -5,6 +5,7 @@ to drive VMDiskImages and claims through it."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -77,15 +78,11 @@ class Operator:
         """Stop the operator as Ctrl-C would, then make sure nothing of it is left."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
         if self.process:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait()
         self.process = None
 
@@ -148,9 +145,7 @@ def pull_secret(name: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     """The VMDiskImage's status ({} before the operator wrote one)."""
-    out = cluster.kubectl(
-        "-n", namespace, "get", "vmdiskimage", name, "-o", "json", check=False
-    )
+    out = cluster.kubectl("-n", namespace, "get", "vmdiskimage", name, "-o", "json", check=False)
     return json.loads(out).get("status", {}) if out else {}
 
 
@@ -173,17 +168,39 @@ def leftovers(cluster: Cluster, namespace: str) -> list[str]:
     found = []
     pvcs = json.loads(cluster.kubectl("-n", namespace, "get", "pvc", "-o", "json"))["items"]
     pods = json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-o", "json"))["items"]
-    found += [f"pvc/{p['metadata']['name']}" for p in pvcs if p["metadata"]["name"].startswith("prime-")]
-    found += [f"pod/{p['metadata']['name']}" for p in pods if p["metadata"]["name"].startswith("populate-")]
+    found += [
+        f"pvc/{p['metadata']['name']}" for p in pvcs if p["metadata"]["name"].startswith("prime-")
+    ]
+    found += [
+        f"pod/{p['metadata']['name']}"
+        for p in pods
+        if p["metadata"]["name"].startswith("populate-")
+    ]
     live = {p["metadata"]["uid"] for p in pvcs}
     for pv in json.loads(cluster.kubectl("get", "pv", "-o", "json"))["items"]:
         ref = pv["spec"].get("claimRef") or {}
         if ref.get("namespace") == namespace and (
             ref.get("uid") not in live or pv["status"].get("phase") != "Bound"
         ):
-            found.append(f"pv/{pv['metadata']['name']} ({pv['status'].get('phase')}, claim {ref.get('name')})")
+            phase = pv["status"].get("phase")
+            found.append(f"pv/{pv['metadata']['name']} ({phase}, claim {ref.get('name')})")
     return found
 
 
 def claim_finalizers(cluster: Cluster, namespace: str, name: str) -> list[str]:
     return cluster.get(namespace, "pvc", name)["metadata"].get("finalizers", [])
+
+
+def orphan_volumes(cluster: Cluster) -> list[str]:
+    """PVs whose claim lived in a test namespace that no longer exists."""
+    namespaces = set(cluster.kubectl("get", "namespaces", "-o", "name").split())
+    found = []
+    for pv in json.loads(cluster.kubectl("get", "pv", "-o", "json"))["items"]:
+        ref = pv["spec"].get("claimRef") or {}
+        if ref.get("namespace", "").startswith("t-") and (
+            f"namespace/{ref['namespace']}" not in namespaces
+        ):
+            found.append(
+                f"pv/{pv['metadata']['name']} (claim {ref['namespace']}/{ref.get('name')})"
+            )
+    return found

@@ -21,6 +21,7 @@ from tests.cluster.operator import (
     claim_finalizers,
     event_reasons,
     leftovers,
+    orphan_volumes,
     populated_claim,
     pull_secret,
     status,
@@ -41,11 +42,22 @@ FS, WFFC = "hostpath", "hostpath-wffc"
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def operator(
+    cluster: Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
     op = Operator(cluster, tmp_path_factory.mktemp("operator"))
     op.start()
     yield op
-    op.stop()
+    try:
+        # Every test's namespace is gone by now: so must be every volume of its claims.
+        cluster.wait_for(
+            "the volumes of the tests' claims to be deleted",
+            lambda: orphan_volumes(cluster) == [],
+            timeout=120,
+            on_timeout=lambda: str(orphan_volumes(cluster)),
+        )
+    finally:
+        op.stop()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +68,9 @@ def registry(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="module")
-def private_registry(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def private_registry(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
     """TLS with a private CA and basic auth: needs caBundleConfigMap and a pull secret."""
     workdir = tmp_path_factory.mktemp("e2e-private-registry")
     with start_registry(workdir, host=cluster.bridge_ip, tls=True, auth="basic") as reg:
@@ -117,7 +131,12 @@ def _dump(cluster: Cluster, namespace: str, operator: Operator) -> str:
 
 
 def _wait_phase(
-    cluster: Cluster, namespace: str, name: str, phase: str, operator: Operator, timeout: float = 180
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    phase: str,
+    operator: Operator,
+    timeout: float = 180,
 ) -> dict:
     cluster.wait_for(
         f"VMDiskImage {name} to reach {phase}",
@@ -131,8 +150,10 @@ def _wait_phase(
 def _wait_bound(cluster: Cluster, namespace: str, claim: str, operator: Operator) -> None:
     cluster.wait_for(
         f"PVC {claim} to be Bound with the populate finalizer gone",
-        lambda: cluster.get(namespace, "pvc", claim)["status"].get("phase") == "Bound"
-        and "vm.example.com/populate" not in claim_finalizers(cluster, namespace, claim),
+        lambda: (
+            cluster.get(namespace, "pvc", claim)["status"].get("phase") == "Bound"
+            and "vm.example.com/populate" not in claim_finalizers(cluster, namespace, claim)
+        ),
         timeout=180,
         on_timeout=lambda: _dump(cluster, namespace, operator),
     )
@@ -143,7 +164,9 @@ def _assert_clean(cluster: Cluster, namespace: str, operator: Operator) -> None:
         "prime PVCs, populator pods and orphan PVs to be gone",
         lambda: leftovers(cluster, namespace) == [],
         timeout=60,
-        on_timeout=lambda: f"{leftovers(cluster, namespace)}\n{_dump(cluster, namespace, operator)}",
+        on_timeout=lambda: (
+            f"{leftovers(cluster, namespace)}\n{_dump(cluster, namespace, operator)}"
+        ),
     )
 
 
@@ -164,8 +187,12 @@ def test_create_if_not_exist_filesystem_container_disk(
 ) -> None:
     cluster.apply(
         namespace,
-        vmdiskimage("cirros", container_disk, "cirros-root", targetPVC={
-            "name": "cirros-root", "createIfNotExist": True, "storageClass": FS}),
+        vmdiskimage(
+            "cirros",
+            container_disk,
+            "cirros-root",
+            targetPVC={"name": "cirros-root", "createIfNotExist": True, "storageClass": FS},
+        ),
     )
 
     final = _wait_phase(cluster, namespace, "cirros", "Ready", operator)
@@ -181,7 +208,8 @@ def test_create_if_not_exist_filesystem_container_disk(
     assert _expected_sha256(disk, TARGET_SIZE) in logs
     assert f"size={TARGET_SIZE}" in logs
     assert "PopulationSucceeded" in event_reasons(
-        cluster, namespace, "PersistentVolumeClaim", "cirros-root")
+        cluster, namespace, "PersistentVolumeClaim", "cirros-root"
+    )
     assert "TargetPVCCreated" in event_reasons(cluster, namespace, "VMDiskImage", "cirros")
     # The VMDiskImage does not own the PVC: deleting it never deletes the disk.
     assert not cluster.get(namespace, "pvc", "cirros-root")["metadata"].get("ownerReferences")
@@ -230,8 +258,9 @@ def test_qcow2_source_is_converted_to_raw(
 ) -> None:
     cluster.apply(
         namespace,
-        vmdiskimage("q", qcow2_disk, "q-root", targetPVC={
-            "name": "q-root", "createIfNotExist": True}),
+        vmdiskimage(
+            "q", qcow2_disk, "q-root", targetPVC={"name": "q-root", "createIfNotExist": True}
+        ),
     )
 
     final = _wait_phase(cluster, namespace, "q", "Ready", operator)
@@ -253,13 +282,26 @@ def test_private_tls_registry_with_a_pull_secret(
 ) -> None:
     cluster.apply(namespace, pull_secret("pull", private_registry.dockerconfigjson()))
     ca = Path(private_registry.ca_file).read_text()  # type: ignore[arg-type]
-    cluster.apply(namespace, {"apiVersion": "v1", "kind": "ConfigMap",
-                              "metadata": {"name": "registry-ca"}, "data": {"ca.crt": ca}})
     cluster.apply(
         namespace,
-        vmdiskimage("private", private_disk, "private-root", insecureRegistry=False,
-                    pullSecretName="pull", caBundleConfigMap={"name": "registry-ca"},
-                    targetPVC={"name": "private-root", "createIfNotExist": True}),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "registry-ca"},
+            "data": {"ca.crt": ca},
+        },
+    )
+    cluster.apply(
+        namespace,
+        vmdiskimage(
+            "private",
+            private_disk,
+            "private-root",
+            insecureRegistry=False,
+            pullSecretName="pull",
+            caBundleConfigMap={"name": "registry-ca"},
+            targetPVC={"name": "private-root", "createIfNotExist": True},
+        ),
     )
 
     final = _wait_phase(cluster, namespace, "private", "Ready", operator)
@@ -288,9 +330,11 @@ def test_two_claims_from_one_vmdiskimage_get_the_same_bytes(
     assert claims["first"]["phase"] == claims["second"]["phase"] == "Ready", claims
     assert claims["first"]["digest"] == claims["second"]["digest"]
     assert _expected_sha256(disk, TARGET_SIZE) in _read_back(
-        cluster, namespace, "first", block=False, size=TARGET_SIZE)
+        cluster, namespace, "first", block=False, size=TARGET_SIZE
+    )
     assert hashlib.sha256(disk.read_bytes()).hexdigest() in _read_back(
-        cluster, namespace, "second", block=True, size=DISK_SIZE)
+        cluster, namespace, "second", block=True, size=DISK_SIZE
+    )
     _assert_clean(cluster, namespace, operator)
 
 
@@ -315,30 +359,54 @@ def test_denied_credentials_fail_with_an_event_on_the_claim(
     private_registry: Registry,
     private_disk: str,
 ) -> None:
-    cluster.apply(namespace, pull_secret("pull", private_registry.dockerconfigjson(password="wrong")))
+    cluster.apply(
+        namespace, pull_secret("pull", private_registry.dockerconfigjson(password="wrong"))
+    )
     ca = Path(private_registry.ca_file).read_text()  # type: ignore[arg-type]
-    cluster.apply(namespace, {"apiVersion": "v1", "kind": "ConfigMap",
-                              "metadata": {"name": "registry-ca"}, "data": {"ca.crt": ca}})
     cluster.apply(
         namespace,
-        vmdiskimage("denied", private_disk, "denied-root", insecureRegistry=False,
-                    pullSecretName="pull", caBundleConfigMap={"name": "registry-ca"},
-                    targetPVC={"name": "denied-root", "createIfNotExist": True}),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "registry-ca"},
+            "data": {"ca.crt": ca},
+        },
+    )
+    cluster.apply(
+        namespace,
+        vmdiskimage(
+            "denied",
+            private_disk,
+            "denied-root",
+            insecureRegistry=False,
+            pullSecretName="pull",
+            caBundleConfigMap={"name": "registry-ca"},
+            targetPVC={"name": "denied-root", "createIfNotExist": True},
+        ),
     )
 
     final = _wait_phase(cluster, namespace, "denied", "Failed", operator)
 
     assert "AuthenticationFailed" in final["message"], final
     assert "AuthenticationFailed" in event_reasons(
-        cluster, namespace, "PersistentVolumeClaim", "denied-root")
+        cluster, namespace, "PersistentVolumeClaim", "denied-root"
+    )
     assert cluster.get(namespace, "pvc", "denied-root")["status"]["phase"] == "Pending"
 
 
 def test_a_target_smaller_than_the_disk_fails_naming_both_sizes(
     cluster: Cluster, namespace: str, operator: Operator, container_disk: str
 ) -> None:
-    cluster.apply(namespace, vmdiskimage("small", container_disk, "small-root", targetSize="8Mi",
-                                         targetPVC={"name": "small-root", "createIfNotExist": True}))
+    cluster.apply(
+        namespace,
+        vmdiskimage(
+            "small",
+            container_disk,
+            "small-root",
+            targetSize="8Mi",
+            targetPVC={"name": "small-root", "createIfNotExist": True},
+        ),
+    )
 
     final = _wait_phase(cluster, namespace, "small", "Failed", operator, timeout=120)
 
@@ -380,7 +448,8 @@ def test_operator_killed_mid_import_converges(
     _wait_phase(cluster, namespace, "crash", "Ready", operator)
     _wait_bound(cluster, namespace, "crash-disk", operator)
     assert _expected_sha256(disk, TARGET_SIZE) in _read_back(
-        cluster, namespace, "crash-disk", block=False, size=TARGET_SIZE)
+        cluster, namespace, "crash-disk", block=False, size=TARGET_SIZE
+    )
     _assert_clean(cluster, namespace, operator)
 
 
@@ -405,11 +474,20 @@ def test_claim_deleted_mid_import_is_cleaned_up(
 def test_vmdiskimage_deleted_keeps_a_filled_pvc(
     cluster: Cluster, namespace: str, operator: Operator, container_disk: str
 ) -> None:
-    cluster.apply(namespace, vmdiskimage("keep", container_disk, "keep-root", targetPVC={
-        "name": "keep-root", "createIfNotExist": True}))
+    cluster.apply(
+        namespace,
+        vmdiskimage(
+            "keep",
+            container_disk,
+            "keep-root",
+            targetPVC={"name": "keep-root", "createIfNotExist": True},
+        ),
+    )
     _wait_phase(cluster, namespace, "keep", "Ready", operator)
 
-    cluster.kubectl("-n", namespace, "delete", "vmdiskimage", "keep", "--wait=true", "--timeout=120s")
+    cluster.kubectl(
+        "-n", namespace, "delete", "vmdiskimage", "keep", "--wait=true", "--timeout=120s"
+    )
 
     pvc = cluster.get(namespace, "pvc", "keep-root")
     assert pvc["status"]["phase"] == "Bound"
@@ -432,14 +510,23 @@ def test_unrelated_claims_are_not_touched(
     assert "vm.example.com/populate" not in (meta.get("labels") or {})
     assert "vm.example.com/populate" not in (meta.get("finalizers") or [])
     # ansible-runner writes an input directory for every object it runs a role for.
-    assert not Path(f"/tmp/ansible-operator/runner/v1/PersistentVolumeClaim/{namespace}/plain").exists()
+    assert not Path(
+        f"/tmp/ansible-operator/runner/v1/PersistentVolumeClaim/{namespace}/plain"
+    ).exists()
 
 
 def test_kubectl_get_vdi_shows_phase_progress_and_digest(
     cluster: Cluster, namespace: str, operator: Operator, container_disk: str
 ) -> None:
-    cluster.apply(namespace, vmdiskimage("prog", container_disk, "prog-root", targetPVC={
-        "name": "prog-root", "createIfNotExist": True}))
+    cluster.apply(
+        namespace,
+        vmdiskimage(
+            "prog",
+            container_disk,
+            "prog-root",
+            targetPVC={"name": "prog-root", "createIfNotExist": True},
+        ),
+    )
     final = _wait_phase(cluster, namespace, "prog", "Ready", operator)
     printed = cluster.kubectl("-n", namespace, "get", "vdi", "prog", "-o", "wide")
     assert "Ready" in printed and "100.0%" in printed and final["digest"] in printed, printed

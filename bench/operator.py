@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Benchmark of the operator on the local node (issue 8), figures printed, no assertions.
+
+Needs the node up with the populator image (`make cluster-up cluster-images`). Runs the
+real ansible-operator (hack/run-operator.sh) and a registry on the pod network, then:
+
+1. unrelated PVCs: the delay from operator start to the first populator pod of one
+   import, with 0 and with N unrelated PVCs present (side by side), and the operator's
+   CPU-seconds spent on N unrelated PVCs at start plus 20 created later;
+2. one import of the data-path benchmark's 2 GiB containerDisk: `kubectl apply` to
+   Ready, split into the copy (the pod's own `seconds`) and the operator's overhead (the
+   rest), and how often `kubectl get vdi` showed the progress move;
+3. 10 PVCs from one VMDiskImage at once: time until all are Bound;
+4. the operator's peak memory: ansible-operator, the claim marker, and the largest sum
+   of every process of the operator (ansible-runner and ansible-playbook included)
+   seen in 0.5 s samples.
+
+Run: `.venv/bin/python bench/operator.py [--unrelated 200]` (`make bench-operator`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# The benchmark reuses the tests' cluster and registry harnesses and the data-path
+# benchmark's fixtures: the repository root must be importable first, hence E402.
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import datapath  # noqa: E402
+
+from tests.cluster.kube import Cluster, cluster_env  # noqa: E402
+from tests.cluster.operator import Operator, populated_claim, vmdiskimage  # noqa: E402
+from tests.support.images import make_disk  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
+from vmdiskimage import push, sources  # noqa: E402
+
+MiB = 1 << 20
+GiB = 1 << 30
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cluster() -> Cluster:
+    env = cluster_env()
+    return Cluster(env["KUBECONFIG"], env["VMDI_BRIDGE_IP"], env["VMDI_SMOKE_IMAGE"], env)
+
+
+def tree_pids(root: int) -> list[int]:
+    """root and its descendants."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_of_tree(root: int) -> float:
+    """CPU-seconds of a process tree, reaped children included (cutime, cstime)."""
+    total = 0.0
+    for pid in tree_pids(root):
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / CLK
+    return total
+
+
+def rss_of(pid: int, field: str = "VmRSS") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class MemorySampler(threading.Thread):
+    """Largest summed RSS of a process tree, sampled every 0.5 s."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root, self.peak, self.stop = root, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.peak = max(self.peak, sum(rss_of(p) for p in tree_pids(self.root)))
+
+
+def pid_named(root: int, name: str) -> int:
+    for pid in tree_pids(root):
+        try:
+            if name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return pid
+        except OSError:
+            pass
+    raise RuntimeError(f"no {name} under pid {root}")
+
+
+def wait(what: str, predicate, timeout: float = 900, interval: float = 0.2) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def ns(c: Cluster, name: str) -> str:
+    c.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=300s")
+    c.kubectl("create", "namespace", name)
+    wait("default service account", lambda: c.kubectl("-n", name, "get", "sa", "default",
+                                                      check=False) != "", 60)  # fmt: skip
+    return name
+
+
+def pods(c: Cluster, namespace: str) -> list[dict]:
+    return json.loads(c.kubectl("-n", namespace, "get", "pods", "-o", "json"))["items"]
+
+
+def vdi_status(c: Cluster, namespace: str, name: str) -> dict:
+    return c.get(namespace, "vdi", name).get("status", {})
+
+
+def unrelated_claims(c: Cluster, namespace: str, count: int, start: int = 0) -> None:
+    """PVCs of a class that provisions nothing: they stay Pending, cost only API objects."""
+    items = []
+    for i in range(start, start + count):
+        claim = populated_claim(f"unrelated-{i}", "none", "bench-no-provisioner", size="1Mi")
+        del claim["spec"]["dataSourceRef"]
+        items.append(claim)
+    for i in range(0, len(items), 50):
+        c.apply(namespace, *items[i : i + 50])
+
+
+def start_to_first_pod(c: Cluster, op: Operator, source: str, label: str) -> float:
+    """Seconds from operator start to the populator pod of one new import."""
+    namespace = ns(c, f"bench-start-{label}")
+    c.apply(namespace, vmdiskimage("d", source, "d"))
+    c.apply(namespace, populated_claim("d", "d", "hostpath"))
+    t0 = time.monotonic()
+    op.start()
+    wait("the populator pod", lambda: pods(c, namespace) != [], 300)
+    seconds = time.monotonic() - t0
+    wait("the import", lambda: vdi_status(c, namespace, "d").get("phase") == "Ready", 300)
+    op.stop()
+    c.kubectl("delete", "namespace", namespace, "--wait=false")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--unrelated", type=int, default=200, help="unrelated PVCs (200)")
+    args = parser.parse_args()
+    c = cluster()
+    c.kubectl("apply", "--server-side", "-f", str(ROOT / "config/crd/bases"))
+    work = Path(tempfile.mkdtemp(prefix="vmdi-bench-operator-"))
+    datapath.CACHE.mkdir(parents=True, exist_ok=True)
+    print("fixtures: 2 GiB containerDisk (512 MiB data, gzip) and a 24 MiB one", flush=True)
+    big = datapath.make_layer(datapath.make_disk(datapath.CACHE / "disk-2g.raw", 2 * GiB),
+                              sources.CONTAINER_DISK, "gzip")  # fmt: skip
+    small = make_disk(work / "small.raw", 24 * MiB, ((0, MiB), (10 * MiB, 3 * MiB)), seed=3)
+    rows: list[tuple[str, str]] = []
+    with start_registry(work / "registry", host=c.bridge_ip) as registry:
+        with registry.client() as client:
+            datapath.push_layer(client, "bench/big", big)
+            push.push(small, f"{registry.url}/bench/small:1", kind=push.CONTAINER_DISK,
+                      comp="gzip", client=client)  # fmt: skip
+        big_ref, small_ref = f"{registry.url}/bench/big:bench", f"{registry.url}/bench/small:1"
+        op = Operator(c, work)
+
+        # 1. Unrelated PVCs.
+        print("1. start with 0 and with N unrelated PVCs", flush=True)
+        clean = start_to_first_pod(c, op, small_ref, "clean")
+        crowd = ns(c, "bench-unrelated")
+        unrelated_claims(c, crowd, args.unrelated)
+        crowded = start_to_first_pod(c, op, small_ref, "crowded")
+        op.start()
+        operator_pid = pid_named(op.process.pid, "ansible-operator")
+        marker_pid = pid_named(op.process.pid, "claim-marker")
+        time.sleep(10)
+        cpu0 = cpu_of_tree(op.process.pid)
+        unrelated_claims(c, crowd, 20, start=args.unrelated)
+        time.sleep(30)
+        cpu_later = cpu_of_tree(op.process.pid) - cpu0
+        runs_dir = Path(f"/tmp/ansible-operator/runner/v1/PersistentVolumeClaim/{crowd}")
+        runs = len(list(runs_dir.iterdir())) if runs_dir.exists() else 0
+        rows += [
+            ("operator start -> first populator pod, 0 unrelated PVCs", f"{clean:.1f} s"),
+            (f"operator start -> first populator pod, {args.unrelated} unrelated PVCs",
+             f"{crowded:.1f} s (delay {crowded - clean:+.1f} s)"),
+            ("operator CPU for 20 more unrelated PVCs (30 s window)", f"{cpu_later:.2f} CPU-s"),
+            ("playbook runs for unrelated PVCs", str(runs)),
+        ]  # fmt: skip
+
+        # 2. One 2 GiB import, with the memory sampler running from here on.
+        print("2. one import of the 2 GiB containerDisk", flush=True)
+        sampler = MemorySampler(op.process.pid)
+        sampler.start()
+        namespace = ns(c, "bench-big")
+        t0 = time.monotonic()
+        target = {"name": "big", "createIfNotExist": True}
+        c.apply(namespace, vmdiskimage("big", big_ref, "big", targetSize="3Gi", targetPVC=target))
+        seen, last_change, gaps, last = [], t0, [], None
+        while True:
+            status = vdi_status(c, namespace, "big")
+            shown = (status.get("phase"), status.get("progress"))
+            now = time.monotonic()
+            if shown != last:
+                if (
+                    last is not None
+                    and last[0] in ("Copying", "ImageFetching")
+                    and shown[0] == "Copying"
+                ):
+                    gaps.append(now - last_change)
+                seen.append(f"{now - t0:5.1f}s {shown[0]} {shown[1]}")
+                last, last_change = shown, now
+            if shown[0] in ("Ready", "Failed"):
+                break
+            time.sleep(0.5)
+        total = time.monotonic() - t0
+        found = re.search(r"in ([0-9.]+) s\)", json.dumps(status))
+        copy = float(found.group(1)) if found else float("nan")
+        print("   status timeline: " + "; ".join(seen), flush=True)
+        rows += [
+            ("2 GiB containerDisk: kubectl apply -> Ready", f"{total:.1f} s ({shown[0]})"),
+            ("  copy (the pod's own seconds)", f"{copy:.1f} s"),
+            ("  operator overhead (the rest)", f"{total - copy:.1f} s"),
+            ("  longest wait between progress changes while copying",
+             f"{max(gaps):.1f} s" if gaps else "n/a (copy shorter than one poll)"),
+        ]  # fmt: skip
+
+        # 3. Ten claims of one VMDiskImage at once.
+        print("3. ten PVCs from one VMDiskImage at once", flush=True)
+        namespace = ns(c, "bench-ten")
+        c.apply(namespace, vmdiskimage("ten", small_ref, "ten-0"))
+        wait("the digest", lambda: vdi_status(c, namespace, "ten").get("digest"), 120)
+        t0 = time.monotonic()
+        c.apply(namespace, *[populated_claim(f"ten-{i}", "ten", "hostpath") for i in range(10)])
+
+        def all_bound() -> bool:
+            items = json.loads(c.kubectl("-n", namespace, "get", "pvc", "-o", "json"))["items"]
+            mine = [p for p in items if p["metadata"]["name"].startswith("ten-")]
+            return len(mine) == 10 and all(p["status"].get("phase") == "Bound" for p in mine)
+
+        ten = wait("10 claims bound", all_bound, 900, 1)
+        rows.append(("10 PVCs from one VMDiskImage: apply -> all Bound", f"{ten:.1f} s"))
+
+        sampler.stop.set()
+        rows += [
+            ("peak RSS ansible-operator", f"{rss_of(operator_pid, 'VmHWM') / MiB:.0f} MiB"),
+            ("peak RSS claim marker", f"{rss_of(marker_pid, 'VmHWM') / MiB:.0f} MiB"),
+            ("peak RSS of all operator processes (0.5 s samples)", f"{sampler.peak / MiB:.0f} MiB"),
+        ]
+        op.stop()
+        for name in ("bench-unrelated", "bench-big", "bench-ten"):
+            c.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    width = max(len(k) for k, _ in rows)
+    print()
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
