@@ -113,6 +113,12 @@ class BackingFileRefused(VMDiskImageError):
     reason = "BackingFileRefused"
 
 
+class ExternalFileRefused(BackingFileRefused):
+    """The image names another file for qemu-img to open: a data file or vmdk extents."""
+
+    reason = "ExternalFileRefused"
+
+
 class TargetTooSmall(VMDiskImageError):
     reason = "TargetTooSmall"
 

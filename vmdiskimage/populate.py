@@ -9,7 +9,6 @@ scratch file (``--scratch-dir``) and converted with qemu-img.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 from . import formats, sizing
 from .errors import (
     BackingFileRefused,
+    ExternalFileRefused,
     InvalidArgument,
     TargetError,
     TargetTooSmall,
@@ -81,6 +81,11 @@ def _check_source(disk: DiskStream) -> None:
     if info.has_backing_file:
         raise BackingFileRefused(
             f"the {info.format} disk names a backing file; flatten it before publishing"
+        )
+    if info.external_file:
+        raise ExternalFileRefused(
+            f"the {info.format} disk names {info.external_file}: qemu-img would open that "
+            "file of the importing pod; publish a self-contained image"
         )
 
 
@@ -172,15 +177,21 @@ def _copy_converted(
                 target_is_zero=zeroed,
             )
             virtual = capacity
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
+        elif target_format == formats.RAW:
             formats.qemu_img_convert(scratch, info.format, target, target_format)
             progress.set_phase("Resizing")
-            if target_format == formats.RAW:
-                os.truncate(target, virtual)
-            else:
-                formats.qemu_img_resize(target, target_format, virtual)
+            os.truncate(target, virtual)
+        else:
+            # Created at its final size: qemu-img cannot resize every format (vmdk).
+            formats.qemu_img_create(target, target_format, virtual)
+            formats.qemu_img_convert(
+                scratch,
+                info.format,
+                target,
+                target_format,
+                target_exists=True,
+                target_is_zero=True,
+            )
         fd = os.open(target, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -81,6 +81,8 @@ class DiskInfo:
     disk_size: int | None  # bytes of the (uncompressed) disk file, when declared
     disk_path: str | None = None  # containerDisk: the file's path in the image
     has_backing_file: bool = False
+    #: Another file qemu-img would open for the disk (a qcow2 data file, vmdk extents).
+    external_file: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -505,6 +507,7 @@ def _container_disk(
                     disk_size=entry.size,
                     disk_path=path,
                     has_backing_file=detected.has_backing_file,
+                    external_file=detected.external_file,
                 )
                 return DiskStream(info, blob, stream, tar, head)
             # No disk in this layer: read it to the end so it is verified too.
@@ -560,6 +563,7 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
             disk_size=declared,
             disk_path=layer.annotations.get(ANNOTATION_TITLE),
             has_backing_file=detected.has_backing_file,
+            external_file=detected.external_file,
             annotations=dict(layer.annotations),
         )
     except BaseException:

@@ -1,0 +1,133 @@
+"""Images crafted by an attacker who controls the image: files of the pod read into the
+disk through qemu-img, and the sandbox that stops what a check might miss."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.support.hostile import (
+    SECRET,
+    qcow2_with_data_file,
+    secret_file,
+    vmdk_descriptor,
+    vmdk_sparse_capacity_zero,
+)
+from tests.support.images import MiB, push_crafted, tar_layer
+from vmdiskimage import errors
+from vmdiskimage.populate import populate
+
+pytestmark = pytest.mark.registry
+
+TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+def _container_disk(registry, repo_tag: str, disk: bytes) -> str:
+    info = tarfile.TarInfo("disk/disk.img")
+    info.size = len(disk)
+    repo, tag = repo_tag.split(":")
+    with registry.client() as client:
+        push_crafted(client, repo, tag, [(tar_layer([(info, disk)]), TAR, None)])
+    return f"{registry.url}/{repo_tag}"
+
+
+def _import(registry, ref, target, **kw):
+    with registry.client() as client:
+        return populate(ref, target, client=client, scratch_dir=target.parent, **kw)
+
+
+def _assert_no_leak(target) -> None:
+    if target.exists():
+        assert SECRET[:64] not in target.read_bytes()
+
+
+def _hostile_disks(tmp_path):
+    secret = secret_file(tmp_path)
+    flat = vmdk_descriptor("monolithicFlat", [("FLAT", 8, str(secret))])
+    return {
+        "qcow2-data-file": qcow2_with_data_file(tmp_path, secret),
+        "vmdk-monolithicFlat": flat,
+        "vmdk-twoGbMaxExtentFlat": vmdk_descriptor(
+            "twoGbMaxExtentFlat", [("FLAT", 8, str(secret))]
+        ),
+        "vmdk-twoGbMaxExtentSparse": vmdk_descriptor(
+            "twoGbMaxExtentSparse", [("SPARSE", 8, str(secret))]
+        ),
+        "vmdk-vmfs": vmdk_descriptor("vmfs", [("VMFS", 8, str(secret))]),
+        "vmdk-sparse-capacity-0": vmdk_sparse_capacity_zero(flat),
+    }
+
+
+KINDS = [
+    "qcow2-data-file",
+    "vmdk-monolithicFlat",
+    "vmdk-twoGbMaxExtentFlat",
+    "vmdk-twoGbMaxExtentSparse",
+    "vmdk-vmfs",
+    "vmdk-sparse-capacity-0",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_image_naming_a_file_of_the_pod_is_refused(plain_registry, tmp_path, kind):
+    """Before the fix each of these imported the secret's bytes into the disk."""
+    disk = _hostile_disks(tmp_path)[kind]
+    ref = _container_disk(plain_registry, f"leak/{kind.lower()}:1", disk)
+    target = tmp_path / "out.img"
+    with pytest.raises(errors.VMDiskImageError) as exc:
+        _import(plain_registry, ref, target)
+    _assert_no_leak(target)
+    assert exc.value.reason == "ExternalFileRefused", exc.value.message
+
+
+@pytest.mark.parametrize("kind", ["qcow2-data-file", "vmdk-monolithicFlat"])
+def test_sandbox_stops_what_the_checks_miss(plain_registry, tmp_path, monkeypatch, kind):
+    """With every image check switched off, qemu-img still cannot read the secret."""
+    from vmdiskimage import formats, sandbox
+
+    if not sandbox.abi_version():
+        pytest.skip("this kernel has no Landlock")
+    monkeypatch.setattr(formats, "_qcow2_data_file", lambda head, version: None)
+    monkeypatch.setattr(formats, "_vmdk_descriptor_refs", lambda text, embedded: None)
+    monkeypatch.setattr(formats, "_refuse_references", lambda info, path, fmt: None)
+    ref = _container_disk(
+        plain_registry, f"sandbox/{kind.lower()}:1", _hostile_disks(tmp_path)[kind]
+    )
+    target = tmp_path / "out.img"
+    with pytest.raises(errors.ConversionFailed, match="Permission denied"):
+        _import(plain_registry, ref, target)
+    _assert_no_leak(target)
+
+
+@pytest.mark.parametrize("subformat", ["monolithicSparse", "streamOptimized"])
+def test_self_contained_vmdk_imports(plain_registry, disks, tmp_path, subformat):
+    vmdk = tmp_path / "disk.vmdk"
+    subprocess.run(
+        ["qemu-img", "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", f"subformat={subformat}",
+         str(disks["raw"]), str(vmdk)], check=True,
+    )  # fmt: skip
+    ref = _container_disk(plain_registry, f"vmdk/{subformat.lower()}:1", vmdk.read_bytes())
+    target = tmp_path / "out.img"
+    result = _import(plain_registry, ref, target)
+    assert result.source_format == "vmdk"
+    assert target.read_bytes() == disks["raw"].read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["vmdk", "qcow2"])
+def test_non_raw_target_formats_at_the_requested_size(plain_registry, disks, tmp_path, fmt):
+    """`--format vmdk` failed: qemu-img cannot resize a vmdk."""
+    ref = _container_disk(plain_registry, "fmt/qcow2:1", disks["qcow2"].read_bytes())
+    target = tmp_path / f"out.{fmt}"
+    result = _import(plain_registry, ref, target, target_size="16Mi", target_format=fmt)
+    assert result.virtual_size == 16 * MiB
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(target)], capture_output=True, text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    assert f'"virtual-size": {16 * MiB}' in info and f'"format": "{fmt}"' in info
+    back = tmp_path / "back.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(target), str(back)], check=True)
+    raw = disks["raw"].read_bytes()
+    assert back.read_bytes() == raw + bytes(16 * MiB - len(raw))
