@@ -222,6 +222,20 @@ class ResolvedImage:
         return self.manifest.digest
 
 
+#: The digest algorithms content can be verified with (``validate_digest`` allows these).
+DIGEST_ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+def content_digest(data: bytes, algorithm: str) -> str:
+    """The ``algorithm:hex`` digest of ``data``; an algorithm we cannot compute is refused."""
+    if algorithm not in DIGEST_ALGORITHMS:
+        raise UnsupportedManifest(
+            f"digest algorithm {algorithm!r} cannot be verified; "
+            f"supported: {', '.join(DIGEST_ALGORITHMS)}"
+        )
+    return f"{algorithm}:{DIGEST_ALGORITHMS[algorithm](data).hexdigest()}"
+
+
 def _sleep_backoff(attempt: int, base: float) -> None:
     time.sleep(min(base * (2**attempt), 10.0))
 
@@ -430,14 +444,19 @@ class RegistryClient:
         if len(raw) > MAX_MANIFEST_BYTES:
             raise UnsupportedManifest(f"manifest {repository}:{ref} is larger than 4 MiB")
         manifest = Manifest.from_bytes(raw, resp.headers.get("Content-Type"))
-        expected = ref if ref.startswith("sha256:") else resp.headers.get("Docker-Content-Digest")
-        if expected and expected.startswith("sha256:") and manifest.digest != expected:
-            raise DigestMismatch(
-                f"manifest {repository}:{ref} from {self.registry} is corrupt: expected "
-                f"{expected}, its content hashes to {manifest.digest}",
-                expected=expected,
-                actual=manifest.digest,
-            )
+        pinned = ref if ":" in ref else None
+        expected = pinned or resp.headers.get("Docker-Content-Digest")
+        if expected and (pinned or expected.split(":", 1)[0] in DIGEST_ALGORITHMS):
+            # A pin is always checked, with the algorithm it names; the header of a tag
+            # fetch only when it names one we know (our own sha256 is what we report).
+            actual = content_digest(raw, expected.split(":", 1)[0])
+            if actual != expected:
+                raise DigestMismatch(
+                    f"manifest {repository}:{ref} from {self.registry} is corrupt: expected "
+                    f"{expected}, its content hashes to {actual}",
+                    expected=expected,
+                    actual=actual,
+                )
         return manifest
 
     def resolve(
@@ -596,7 +615,7 @@ class BlobReader(io.RawIOBase):
         self.offset = 0
         self.verified = False
         algo, _, self._expected = digest.partition(":")
-        self._hasher: Any = hashlib.new(algo)
+        self._hasher: Any = DIGEST_ALGORITHMS[algo]()
         self._resp: requests.Response | None = None
         self._fp: Any = None
 

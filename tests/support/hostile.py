@@ -8,13 +8,17 @@ files, tar streams with oversized or duplicated metadata, compression bombs.
 from __future__ import annotations
 
 import gzip
+import http.client
 import io
 import json
 import lzma
 import struct
 import subprocess
 import tarfile
+import threading
 import zlib
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 SECRET = (b"TOP-SECRET-PULL-TOKEN-" * 200)[:4096]
@@ -150,3 +154,83 @@ def zeros_stream_gzip(size: int, prefix: bytes = b"", suffix: bytes = b"") -> by
             left -= min(left, len(chunk))
         gz.write(suffix)
     return buf.getvalue()
+
+
+class _FrontHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: HostileRegistry
+
+    def _answer(self) -> None:
+        front = self.server
+        front.seen.append((self.command, self.path, dict(self.headers.items())))
+        path = self.path.split("?", 1)[0]
+        answer = front.answers.get(path)
+        if callable(answer):
+            answer = answer(self)
+        if answer is not None:
+            status, headers, body = answer
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body_in = self.rfile.read(length) if length else None
+        headers_in = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        upstream = http.client.HTTPConnection(front.upstream, timeout=30)
+        upstream.request(self.command, self.path, body=body_in, headers=headers_in)
+        response = upstream.getresponse()
+        data = response.read()
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in _HOP_BY_HOP | {"content-length"}:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        upstream.close()
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class HostileRegistry(ThreadingHTTPServer):
+    """A registry that lies: plain HTTP on loopback in front of a real docker-registry.
+
+    Requests are forwarded to ``upstream`` (``host:port`` of a plain-HTTP registry)
+    except for the paths in ``answers``, which get a canned ``(status, headers, body)``
+    (or whatever a callable taking the request handler returns). ``seen`` records
+    every request as ``(method, path, headers)``. Use as a context manager.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(("127.0.0.1", 0), _FrontHandler)
+        self.upstream = upstream
+        self.answers: dict[str, Answer | Callable[[BaseHTTPRequestHandler], Answer | None]] = {}
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """``host:port``, the registry part of image references."""
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> HostileRegistry:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()

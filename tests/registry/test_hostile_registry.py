@@ -1,0 +1,85 @@
+"""A registry that lies, as an attacker who controls it would: digests it never proves,
+token answers that explode, strings that forge log lines, realms that harvest passwords."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from tests.support.hostile import HostileRegistry
+from vmdiskimage import errors, push, sources
+from vmdiskimage.populate import populate
+from vmdiskimage.registry import OCI_INDEX, OCI_MANIFEST
+
+pytestmark = pytest.mark.registry
+
+
+def _sha512(data: bytes) -> str:
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+@pytest.fixture
+def pushed(plain_registry, disks):
+    """Two artifacts in one repository: the disk asked for and the one a liar serves."""
+    out = {}
+    with plain_registry.client() as client:
+        for name in ("raw", "other"):
+            ref = f"{plain_registry.url}/liar/disk:{name}"
+            result = push.push(disks[name], ref, kind=sources.ARTIFACT, comp="zstd", client=client)
+            raw = client.get_manifest("liar/disk", result.digest).raw
+            out[name] = (result.digest, raw)
+    return out
+
+
+def _manifest(raw: bytes, media_type: str = OCI_MANIFEST):
+    return (200, {"Content-Type": media_type}, raw)
+
+
+def test_sha512_pin_is_verified(plain_registry, pushed, disks, tmp_path):
+    """Before the fix a `@sha512:` pin was not checked: any manifest was taken."""
+    _, wanted = pushed["raw"]
+    _, other = pushed["other"]
+    with HostileRegistry(plain_registry.url) as liar:
+        good = _sha512(wanted)
+        liar.answers[f"/v2/liar/disk/manifests/{good}"] = _manifest(wanted)
+        result = populate(f"{liar.url}/liar/disk@{good}", tmp_path / "good.img", plain_http=True)
+        assert (tmp_path / "good.img").read_bytes() == disks["raw"].read_bytes()
+        assert result.digest == "sha256:" + hashlib.sha256(wanted).hexdigest()
+
+        liar.answers[f"/v2/liar/disk/manifests/{good}"] = _manifest(other)
+        with pytest.raises(errors.DigestMismatch, match="sha512"):
+            populate(f"{liar.url}/liar/disk@{good}", tmp_path / "bad.img", plain_http=True)
+
+
+def test_index_child_listed_by_sha512_is_verified(plain_registry, pushed, disks, tmp_path):
+    """Before the fix an index entry listed by sha512 was fetched and used unverified."""
+    _, wanted = pushed["raw"]
+    _, other = pushed["other"]
+    child = _sha512(wanted)
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": child,
+                    "size": len(wanted),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                }
+            ],
+        }
+    ).encode()
+    with HostileRegistry(plain_registry.url) as liar:
+        liar.answers["/v2/liar/disk/manifests/multi"] = _manifest(index, OCI_INDEX)
+        liar.answers[f"/v2/liar/disk/manifests/{child}"] = _manifest(wanted)
+        ref = f"{liar.url}/liar/disk:multi"
+        populate(ref, tmp_path / "good.img", plain_http=True)
+        assert (tmp_path / "good.img").read_bytes() == disks["raw"].read_bytes()
+
+        liar.answers[f"/v2/liar/disk/manifests/{child}"] = _manifest(other)
+        with pytest.raises(errors.DigestMismatch, match="sha512"):
+            populate(ref, tmp_path / "bad.img", plain_http=True)
+        assert not (tmp_path / "bad.img").exists()
