@@ -95,6 +95,12 @@ class DiskTooLarge(VMDiskImageError):
     reason = "DiskTooLarge"
 
 
+class ImageLimitExceeded(VMDiskImageError):
+    """The image makes the importer read, parse or hold more than any real image needs."""
+
+    reason = "ImageLimitExceeded"
+
+
 class UnsupportedFormat(VMDiskImageError):
     reason = "UnsupportedDiskFormat"
 

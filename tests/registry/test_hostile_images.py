@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import tarfile
+import time
 
 import pytest
+import zstandard
 
 from tests.support.hostile import (
+    END_OF_ARCHIVE,
     SECRET,
     qcow2_with_data_file,
     secret_file,
+    tar_entry,
     vmdk_descriptor,
     vmdk_sparse_capacity_zero,
+    zstd_repeated,
 )
 from tests.support.images import MiB, push_crafted, tar_layer
 from vmdiskimage import errors
@@ -131,3 +136,69 @@ def test_non_raw_target_formats_at_the_requested_size(plain_registry, disks, tmp
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(target), str(back)], check=True)
     raw = disks["raw"].read_bytes()
     assert back.read_bytes() == raw + bytes(16 * MiB - len(raw))
+
+
+# -- what surrounds the disk: duplicates, and tar walks that cost minutes ------------
+
+
+def _push_layers(registry, repo_tag: str, layers: list[tuple[bytes, str]]) -> str:
+    repo, tag = repo_tag.split(":")
+    with registry.client() as client:
+        push_crafted(client, repo, tag, [(data, media_type, None) for data, media_type in layers])
+    return f"{registry.url}/{repo_tag}"
+
+
+@pytest.mark.parametrize(
+    ("second", "match"), [("disk/disk.img", "twice"), ("disk/b.img", "two disks")]
+)
+def test_second_disk_in_the_layer_is_refused(plain_registry, disks, tmp_path, second, match):
+    """Before the fix the first entry was imported; `tar -x` would have kept the second."""
+    raw = disks["raw"].read_bytes()
+    layer = (
+        tar_entry("disk/disk.img", raw)
+        + tar_entry(second, disks["other"].read_bytes())
+        + END_OF_ARCHIVE
+    )
+    ref = _push_layers(plain_registry, f"dup/{second.replace('/', '-')}:1", [(layer, TAR)])
+    with pytest.raises(errors.VMDiskImageError, match=match) as exc:
+        _import(plain_registry, ref, tmp_path / "out.img")
+    assert exc.value.reason == "UnsafeDiskEntry"
+
+
+def test_tar_of_empty_headers_is_cut_short(plain_registry, disks, tmp_path):
+    """An upper layer of 2 M empty tar headers (1 GiB, 100 KiB of zstd) over the disk.
+
+    Before the fix every header was parsed: about 20 CPU-seconds here, and 200 for the
+    24 M headers one MiB of zstd can hold.
+    """
+    raw = disks["raw"].read_bytes()
+    disk_layer = tar_entry("disk/disk.img", raw) + END_OF_ARCHIVE
+    bomb = zstd_repeated(tar_entry("etc/empty"), 2_000_000)
+    assert len(bomb) < MiB
+    ref = _push_layers(plain_registry, "cpu/headers:1", [(disk_layer, TAR), (bomb, TAR + "+zstd")])
+    started = time.process_time()
+    with pytest.raises(errors.VMDiskImageError) as exc:
+        _import(plain_registry, ref, tmp_path / "out.img")
+    assert exc.value.reason == "ImageLimitExceeded", exc.value.message
+    assert time.process_time() - started < 5
+
+
+def test_bytes_after_the_end_of_archive_are_not_decompressed(plain_registry, disks, tmp_path):
+    """64 GiB of zeros (2 MiB of zstd) after the end-of-archive blocks, in the upper layer
+    and in the disk's layer: hashed as compressed bytes, never decompressed."""
+    raw = disks["raw"].read_bytes()
+    frame = zstd_repeated(bytes(MiB), 1024, level=19)  # 1 GiB of zeros, 32 KiB
+    tail = frame * 32
+    disk_layer = (
+        zstandard.ZstdCompressor().compress(tar_entry("disk/disk.img", raw) + END_OF_ARCHIVE) + tail
+    )
+    upper = zstandard.ZstdCompressor().compress(tar_entry("etc/motd", b"hi\n") + END_OF_ARCHIVE)
+    ref = _push_layers(
+        plain_registry,
+        "cpu/tail:1",
+        [(disk_layer, TAR + "+zstd"), (upper + tail, TAR + "+zstd")],
+    )
+    started = time.process_time()
+    _import(plain_registry, ref, tmp_path / "out.img")
+    assert time.process_time() - started < 2
+    assert (tmp_path / "out.img").read_bytes() == raw

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import zstandard
+
 SECRET = (b"TOP-SECRET-PULL-TOKEN-" * 200)[:4096]
 
 
@@ -234,3 +236,17 @@ class HostileRegistry(ThreadingHTTPServer):
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self.server_close()
+
+
+def zstd_repeated(unit: bytes, count: int, level: int = 3) -> bytes:
+    """``unit`` repeated ``count`` times, zstd-compressed in one frame, 1 MiB at a time."""
+    compressor = zstandard.ZstdCompressor(level=level, write_content_size=False).compressobj()
+    per_step = max(1, (1 << 20) // len(unit))
+    parts = []
+    left = count
+    while left:
+        n = min(per_step, left)
+        parts.append(compressor.compress(unit * n))
+        left -= n
+    parts.append(compressor.flush())
+    return b"".join(parts)
