@@ -60,6 +60,8 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
 
 MAX_MANIFEST_BYTES = 4 << 20
+#: A token answer is a JWT or two in JSON: a few KiB. Read no more than this of it.
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 USER_AGENT = f"vmdiskimage/{__version__}"
 
 # Errors of the transport under requests' streamed body (urllib3/http.client/socket).
@@ -236,6 +238,26 @@ def content_digest(data: bytes, algorithm: str) -> str:
     return f"{algorithm}:{DIGEST_ALGORITHMS[algorithm](data).hexdigest()}"
 
 
+def read_capped(resp: requests.Response, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of a streamed body, decompressed as it arrives; None if longer.
+
+    ``resp.content`` and ``resp.json()`` would inflate a gzip bomb whole.
+    """
+    with resp:
+        data = resp.raw.read(limit + 1, decode_content=True)
+    return None if len(data) > limit else data
+
+
+def _error_text(resp: requests.Response) -> str:
+    """The start of an error answer's body, for a message."""
+    try:
+        with resp:
+            data = resp.raw.read(300, decode_content=True)
+    except _STREAM_ERRORS:
+        return ""
+    return data.decode("utf-8", "replace")
+
+
 def _sleep_backoff(attempt: int, base: float) -> None:
     time.sleep(min(base * (2**attempt), 10.0))
 
@@ -322,11 +344,20 @@ class RegistryClient:
         realm = challenge.params["realm"]
         try:
             resp = self.session.get(
-                realm, params=params, auth=auth, timeout=self.timeout, verify=self.verify
+                realm,
+                params=params,
+                auth=auth,
+                timeout=self.timeout,
+                verify=self.verify,
+                stream=True,
             )
+            if resp.status_code == 200:
+                body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES)
+            else:
+                resp.close()
         except requests.exceptions.SSLError as exc:
             raise TLSFailure(f"TLS verification of token server {realm} failed: {exc}") from exc
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, *_STREAM_ERRORS) as exc:
             raise RegistryUnavailable(f"token server {realm} unreachable: {exc}") from exc
         if resp.status_code in (401, 403):
             who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
@@ -336,12 +367,17 @@ class RegistryClient:
             )
         if resp.status_code != 200:
             raise RegistryError(f"token server {realm} answered HTTP {resp.status_code}")
+        if body is None:
+            raise RegistryError(
+                f"token server {realm} answered more than {MAX_TOKEN_RESPONSE_BYTES >> 10} KiB; "
+                "a token answer is a few KiB"
+            )
         try:
-            body = resp.json()
-            token = body.get("token") or body.get("access_token")
-        except ValueError:
+            document = json.loads(body)
+            token = document.get("token") or document.get("access_token")
+        except (ValueError, AttributeError):
             token = None
-        if not token:
+        if not token or not isinstance(token, str):
             raise RegistryError(f"token server {realm} answered without a token")
         self._auth[scope] = f"Bearer {token}"
 
@@ -403,6 +439,8 @@ class RegistryClient:
                 continue
             if resp.status_code in ok:
                 return resp
+            # A streamed body is read no further than a message needs (it may be a bomb).
+            error_text = _error_text(resp) if stream else resp.text[:300]
             resp.close()
             if resp.status_code == 401:
                 if refreshed:
@@ -424,7 +462,7 @@ class RegistryClient:
                 continue
             raise RegistryError(
                 f"registry {self.registry} answered HTTP {resp.status_code} for {what}: "
-                f"{resp.text[:300]}"
+                f"{error_text}"
             )
 
     # -- manifests ---------------------------------------------------------------

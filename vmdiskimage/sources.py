@@ -71,6 +71,11 @@ HEAD_BYTES = formats.DETECT_BYTES
 #: A real image stays far below; a tar of empty headers would otherwise cost minutes.
 MAX_OTHER_ENTRIES = 100_000
 MAX_OTHER_BYTES = 1 << 30
+#: pax and GNU long-name headers in front of one entry, all together. Real ones hold a
+#: path and a few attributes; each is parsed as it comes and only the keys used kept.
+MAX_METADATA_PER_ENTRY = 1 << 20
+#: The pax keys the walk uses; ``GNU.sparse.*`` keys only mark the entry as sparse.
+_PAX_KEYS = ("path", "linkpath", "size")
 log = logging.getLogger(__name__)
 
 
@@ -193,6 +198,7 @@ def _number(field_bytes: bytes) -> int:
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:
+    """The records of a pax header that the walk uses (see :data:`_PAX_KEYS`)."""
     records: dict[str, str] = {}
     pos = 0
     while pos < len(data):
@@ -207,7 +213,11 @@ def _parse_pax(data: bytes) -> dict[str, str]:
             raise CorruptData("malformed pax header in a layer")
         record = data[space + 1 : pos + length - 1]
         key, _, value = record.partition(b"=")
-        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        name = key.decode("utf-8", "replace")
+        if name in _PAX_KEYS:
+            records[name] = value.decode("utf-8", "surrogateescape")
+        elif name.startswith("GNU.sparse"):
+            records["GNU.sparse"] = ""
         pos += length
     return records
 
@@ -289,6 +299,7 @@ class TarReader:
         self._remaining = self._padding = 0
         pax: dict[str, str] = {}
         long_name = long_link = None
+        metadata = 0
         while True:
             n = compression.read_full(self._stream, self._block)
             if n == 0:
@@ -309,6 +320,13 @@ class TarReader:
                 )
             typeflag = block[156:157]
             size = _number(block[124:136])
+            if typeflag in (b"L", b"K", b"x", b"g"):
+                metadata += size
+                if metadata > MAX_METADATA_PER_ENTRY:
+                    raise ImageLimitExceeded(
+                        f"more than {MAX_METADATA_PER_ENTRY >> 10} KiB of pax and long-name "
+                        "headers precede one tar entry; refusing the layer"
+                    )
             if typeflag == b"L":
                 long_name = _cstr(self._read_data(size))
                 continue
@@ -330,7 +348,7 @@ class TarReader:
             linkname = pax.get("linkpath", long_link or _cstr(block[157:257]))
             if "size" in pax:
                 size = int(pax["size"])
-            sparse = any(k.startswith("GNU.sparse") for k in pax) or typeflag == b"S"
+            sparse = "GNU.sparse" in pax or typeflag == b"S"
             has_data = typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6")
             self._remaining = size if has_data else 0
             self._padding = -self._remaining % 512

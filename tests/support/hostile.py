@@ -94,11 +94,11 @@ def tar_entry(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **pax
     return block + data + bytes(-len(data) % 512)
 
 
-def pax_header(records: dict[str, str]) -> bytes:
+def pax_header(records: dict[str, bytes]) -> bytes:
     """A lone pax extended header (type ``x``) holding ``records``."""
     data = b""
     for key, value in records.items():
-        body = f" {key}={value}\n".encode()
+        body = b" " + key.encode() + b"=" + value + b"\n"
         digits = len(str(len(body)))
         length = len(body) + digits
         if len(str(length)) != digits:
