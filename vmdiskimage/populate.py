@@ -33,7 +33,7 @@ from .progress import Progress, write_termination_message
 from .reference import ImageReference
 from .registry import Platform, RegistryClient
 from .sources import DiskStream, open_disk
-from .writer import DiskWriter, is_block_device
+from .writer import DiskWriter, clear_target, is_block_device
 
 log = logging.getLogger("vmdiskimage.populate")
 
@@ -74,6 +74,13 @@ def resolve_target(target: str | Path) -> Path:
     return path
 
 
+@dataclass
+class _Attempt:
+    """What a failure must undo: whether bytes of the image may be on the target."""
+
+    target_touched: bool = False
+
+
 def _check_source(disk: DiskStream) -> None:
     info = disk.info
     if info.format not in SUPPORTED_SOURCE_FORMATS:
@@ -90,7 +97,11 @@ def _check_source(disk: DiskStream) -> None:
 
 
 def _copy_raw(
-    disk: DiskStream, target: Path, target_size: str | int | None, progress: Progress
+    disk: DiskStream,
+    target: Path,
+    target_size: str | int | None,
+    progress: Progress,
+    attempt: _Attempt,
 ) -> tuple[int, int]:
     info = disk.info
     requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
@@ -100,6 +111,7 @@ def _copy_raw(
     limit_candidates = [x for x in (declared, requested) if x is not None]
     limit = min(limit_candidates) if limit_candidates else None
     writer = DiskWriter(target, limit=limit)
+    attempt.target_touched = True
     try:
         if writer.capacity is not None and declared is not None and declared > writer.capacity:
             raise TargetTooSmall(
@@ -126,6 +138,7 @@ def _copy_converted(
     target_format: str,
     scratch_dir: str | Path | None,
     progress: Progress,
+    attempt: _Attempt,
 ) -> tuple[int, int]:
     info = disk.info
     requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
@@ -158,6 +171,7 @@ def _copy_converted(
         progress.set_phase("Converting")
         details = formats.qemu_img_info(scratch, info.format)
         virtual = sizing.target_virtual_size(int(details["virtual-size"]), requested)
+        attempt.target_touched = True
         if block:
             probe = DiskWriter(target)  # discards the device; tells whether it reads zeros
             zeroed, capacity = probe.zeroed, probe.capacity or 0
@@ -201,6 +215,16 @@ def _copy_converted(
     return virtual, written
 
 
+def _clear_after_failure(target: Path, exc: BaseException) -> None:
+    """Leave no unverified or half-written image bytes on the target; say so in ``exc``."""
+    done = clear_target(target)
+    log.warning("the import failed; target %s %s", target, done or "could not be cleared")
+    if isinstance(exc, VMDiskImageError):
+        exc.details["targetCleared"] = done or "failed"
+        if done:
+            exc.message += f" (the target was {done}: no unverified data stays on it)"
+
+
 def populate(
     source: str,
     target: str | Path,
@@ -242,12 +266,24 @@ def populate(
             info = disk.info
             progress.total = info.disk_size or info.virtual_size
             progress.set_phase("Copying")
-            if info.format == formats.RAW and target_format == formats.RAW:
-                virtual, written = _copy_raw(disk, target_path, target_size, progress)
-            else:
-                virtual, written = _copy_converted(
-                    disk, target_path, target_size, target_format, scratch_dir, progress
-                )
+            attempt = _Attempt()
+            try:
+                if info.format == formats.RAW and target_format == formats.RAW:
+                    virtual, written = _copy_raw(disk, target_path, target_size, progress, attempt)
+                else:
+                    virtual, written = _copy_converted(
+                        disk,
+                        target_path,
+                        target_size,
+                        target_format,
+                        scratch_dir,
+                        progress,
+                        attempt,
+                    )
+            except BaseException as exc:
+                if attempt.target_touched:
+                    _clear_after_failure(target_path, exc)
+                raise
             progress.update(disk.bytes_read, force=True)
             resumes = disk.blob.resumes
     finally:

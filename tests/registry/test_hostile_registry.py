@@ -9,8 +9,9 @@ import json
 import pytest
 
 from tests.support.hostile import HostileRegistry
+from tests.support.images import MiB, make_disk
 from vmdiskimage import errors, push, sources
-from vmdiskimage.populate import populate
+from vmdiskimage.populate import main, populate
 from vmdiskimage.registry import OCI_INDEX, OCI_MANIFEST
 
 pytestmark = pytest.mark.registry
@@ -83,3 +84,32 @@ def test_index_child_listed_by_sha512_is_verified(plain_registry, pushed, disks,
         with pytest.raises(errors.DigestMismatch, match="sha512"):
             populate(ref, tmp_path / "bad.img", plain_http=True)
         assert not (tmp_path / "bad.img").exists()
+
+
+def _corrupt_layer(registry, repo_tag: str, disk, kind: str = sources.ARTIFACT) -> str:
+    """Push ``disk`` uncompressed, then flip a byte of the stored layer."""
+    ref = f"{registry.url}/{repo_tag}"
+    with registry.client() as client:
+        result = push.push(disk, ref, kind=kind, comp="none", client=client)
+    stored = registry.blob_data_path(result.layer_digest)
+    data = bytearray(stored.read_bytes())
+    data[3 * MiB] ^= 0xFF  # inside the disk, in a zero block
+    stored.write_bytes(bytes(data))
+    return ref
+
+
+@pytest.mark.parametrize("kind", [sources.ARTIFACT, sources.CONTAINER_DISK])
+def test_unverified_bytes_are_cleared_from_the_target(plain_registry, tmp_path, kind):
+    """Before the fix the disk's bytes stayed on the target when the digest check failed."""
+    disk = make_disk(tmp_path / "d.raw", 4 * MiB, ((0, 2 * MiB),), seed=21)
+    ref = _corrupt_layer(plain_registry, f"clear/{kind.lower()}:1", disk, kind)
+    target = tmp_path / "out.img"
+    log = tmp_path / "termination-log"
+    code = main(
+        [f"--source={ref}", f"--target={target}", "--plain-http", f"--termination-log={log}"]
+    )
+    message = json.loads(log.read_text())
+    assert code == 1 and message["reason"] == "DigestMismatch"
+    assert target.stat().st_size == 0
+    assert message["targetCleared"] == "truncated"
+    assert "no unverified data" in message["message"]
