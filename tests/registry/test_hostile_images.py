@@ -3,6 +3,7 @@ disk through qemu-img, and the sandbox that stops what a check might miss."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tarfile
 import time
@@ -22,7 +23,7 @@ from tests.support.hostile import (
 )
 from tests.support.images import MiB, push_crafted, tar_layer
 from vmdiskimage import errors
-from vmdiskimage.populate import populate
+from vmdiskimage.populate import main, populate
 
 pytestmark = pytest.mark.registry
 
@@ -110,9 +111,21 @@ def test_sandbox_stops_what_the_checks_miss(plain_registry, tmp_path, monkeypatc
 def test_self_contained_vmdk_imports(plain_registry, disks, tmp_path, subformat):
     vmdk = tmp_path / "disk.vmdk"
     subprocess.run(
-        ["qemu-img", "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", f"subformat={subformat}",
-         str(disks["raw"]), str(vmdk)], check=True,
-    )  # fmt: skip
+        [
+            "qemu-img",
+            "convert",
+            "-q",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            f"subformat={subformat}",
+            str(disks["raw"]),
+            str(vmdk),
+        ],
+        check=True,
+    )
     ref = _container_disk(plain_registry, f"vmdk/{subformat.lower()}:1", vmdk.read_bytes())
     target = tmp_path / "out.img"
     result = _import(plain_registry, ref, target)
@@ -128,9 +141,11 @@ def test_non_raw_target_formats_at_the_requested_size(plain_registry, disks, tmp
     result = _import(plain_registry, ref, target, target_size="16Mi", target_format=fmt)
     assert result.virtual_size == 16 * MiB
     info = subprocess.run(
-        ["qemu-img", "info", "--output=json", str(target)], capture_output=True, text=True,
+        ["qemu-img", "info", "--output=json", str(target)],
+        capture_output=True,
+        text=True,
         check=True,
-    ).stdout  # fmt: skip
+    ).stdout
     assert f'"virtual-size": {16 * MiB}' in info and f'"format": "{fmt}"' in info
     back = tmp_path / "back.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(target), str(back)], check=True)
@@ -202,3 +217,28 @@ def test_bytes_after_the_end_of_archive_are_not_decompressed(plain_registry, dis
     _import(plain_registry, ref, tmp_path / "out.img")
     assert time.process_time() - started < 2
     assert (tmp_path / "out.img").read_bytes() == raw
+
+
+# -- what the image's strings do to the pod's outputs --------------------------------
+
+
+def test_long_tar_name_keeps_the_termination_message_valid(plain_registry, tmp_path):
+    """A 5,000-character disk name: before the fix the JSON was cut mid-string."""
+    name = "disk/" + "n" * 4995
+    layer = tar_entry(name, kind=tarfile.SYMTYPE, linkpath="/etc/shadow") + END_OF_ARCHIVE
+    ref = _push_layers(plain_registry, "term/long:1", [(layer, TAR)])
+    log = tmp_path / "termination-log"
+    code = main(
+        [
+            f"--source={ref}",
+            f"--target={tmp_path / 'out.img'}",
+            "--plain-http",
+            f"--termination-log={log}",
+        ]
+    )
+    assert code == 1
+    text = log.read_text()
+    assert len(text.encode()) <= 4096
+    message = json.loads(text)
+    assert message["result"] == "Failed" and message["reason"] == "UnsafeDiskEntry"
+    assert message["message"].startswith("disk/nnn")

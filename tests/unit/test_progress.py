@@ -32,3 +32,27 @@ def test_termination_message_fits_4096_bytes():
     assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
     parsed = json.loads(text)
     assert parsed["reason"] == "DigestMismatch" and parsed["message"].endswith("...")
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {
+            "result": "Failed",
+            "reason": "UnsafeDiskEntry",
+            "message": "x" * 5000,
+            "path": "p" * 5000,
+        },
+        {"result": "Failed", "reason": "R", **{f"field{i}": '\n"' * 300 for i in range(40)}},
+        {"result": "Failed", "reason": "R", "message": "\u2603" * 3000, "list": ["a" * 100] * 50},
+        {"result": "Failed" * 100, "reason": "R" * 1000, "message": "m"},
+    ],
+    ids=["long-path-detail", "many-escaped-fields", "non-ascii-and-list", "long-essentials"],
+)
+def test_termination_message_is_always_valid_json(result):
+    text = termination_message(result)
+    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+    parsed = json.loads(text)
+    for key in ("result", "reason"):
+        assert result[key].startswith(parsed[key].removesuffix("..."))
+    assert ("message" in parsed) == ("message" in result)
