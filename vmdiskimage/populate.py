@@ -29,7 +29,7 @@ from .errors import (
     UnsupportedFormat,
     VMDiskImageError,
 )
-from .progress import Progress, write_termination_message
+from .progress import Progress, configure_logging, write_termination_message
 from .reference import ImageReference
 from .registry import Platform, RegistryClient
 from .sources import DiskStream, open_disk
@@ -380,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; exit 0 on success, 1 on a failed import, 2 on bad arguments."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    configure_logging(logging.INFO)
     if not args.source or not args.target:
         parser.error("--source and --target (or VDI_SOURCE and VDI_TARGET) are required")
     progress = Progress(path=args.progress_file, interval=args.progress_interval)

@@ -8,12 +8,18 @@ kubelet and the API server already carry:
   in ``--progress-file`` when given;
 * result: one JSON object in the termination message file (``/dev/termination-log``),
   which Kubernetes copies to ``status.containerStatuses[].state.terminated.message``.
+
+Logs go to stderr, which ``kubectl logs`` interleaves with the progress lines, so a
+log record is always one line: control characters in it, such as a newline in a
+media type a registry sent, are written as escapes (:class:`LogFormatter`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,6 +27,32 @@ from typing import IO, Any
 
 #: Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_control(text: str) -> str:
+    """``text`` with control characters (newlines too) written as escapes such as ``\\n``."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+class LogFormatter(logging.Formatter):
+    """One line per record: the message escaped, traceback lines indented and escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_control(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        lines = super().formatException(ei).splitlines()
+        return "\n".join("    " + escape_control(line) for line in lines)
+
+
+def configure_logging(level: int) -> None:
+    """Log to stderr through :class:`LogFormatter`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 class Progress:

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from tests.support.hostile import HostileRegistry
-from tests.support.images import MiB, make_disk
+from tests.support.images import MiB, make_disk, push_crafted
+from tests.support.measure import run_populate
 from vmdiskimage import errors, push, sources
 from vmdiskimage.populate import main, populate
 from vmdiskimage.registry import OCI_INDEX, OCI_MANIFEST
@@ -113,3 +114,28 @@ def test_unverified_bytes_are_cleared_from_the_target(plain_registry, tmp_path, 
     assert target.stat().st_size == 0
     assert message["targetCleared"] == "truncated"
     assert "no unverified data" in message["message"]
+
+
+def test_registry_strings_cannot_forge_log_lines(plain_registry, disks, tmp_path):
+    """A layer media type carrying a newline and a fake `Succeeded` progress line.
+
+    `kubectl logs --tail=1` reads the last line of stdout and stderr together: before
+    the fix the error line broke in two and the forged line came last.
+    """
+    forged = json.dumps({"progress": {"phase": "Succeeded", "bytesDone": 1, "bytesTotal": 1}})
+    media_type = f"application/x-evil\n{forged}\n"
+    with plain_registry.client() as client:
+        push_crafted(client, "forge/log", "1", [(disks["raw"].read_bytes(), media_type, None)])
+    run = run_populate(
+        [
+            f"--source={plain_registry.url}/forge/log:1",
+            f"--target={tmp_path / 'out.img'}",
+            "--plain-http",
+        ],
+        tmp_path / "run",
+    )
+    assert run.returncode == 1
+    assert run.message["reason"] == "UnsupportedManifest"
+    for line in run.stderr.splitlines():
+        assert not line.startswith("{"), f"forged line in the log: {line!r}"
+    assert "\\\\n" in run.stderr or "\\n" in run.stderr
