@@ -340,8 +340,17 @@ class RegistryClient:
         params = {"scope": challenge.params.get("scope") or scope}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
-        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
         realm = challenge.params["realm"]
+        auth = None
+        if self.credentials:
+            # The realm is whatever the registry names: the password crosses to it in
+            # clear unless it is HTTPS, which only a registry opted into plain HTTP skips.
+            if not realm.lower().startswith("https://") and not self.plain_http:
+                raise AuthenticationFailed(
+                    f"registry {self.registry} sends clients to the token server {realm}, "
+                    "which is not HTTPS; the pull secret's password is not sent in clear"
+                )
+            auth = (self.credentials.username, self.credentials.password)
         try:
             resp = self.session.get(
                 realm,

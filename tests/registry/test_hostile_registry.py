@@ -11,6 +11,7 @@ import pytest
 from tests.support.hostile import HostileRegistry
 from tests.support.images import MiB, make_disk, push_crafted
 from tests.support.measure import run_populate
+from tests.support.registry import start_registry
 from vmdiskimage import errors, push, sources
 from vmdiskimage.populate import main, populate
 from vmdiskimage.registry import OCI_INDEX, OCI_MANIFEST
@@ -139,3 +140,22 @@ def test_registry_strings_cannot_forge_log_lines(plain_registry, disks, tmp_path
     for line in run.stderr.splitlines():
         assert not line.startswith("{"), f"forged line in the log: {line!r}"
     assert "\\\\n" in run.stderr or "\\n" in run.stderr
+
+
+def test_credentials_never_go_to_a_plain_http_token_realm(tmp_path, disks):
+    """An HTTPS registry whose token realm is http://: the password would cross in clear.
+
+    Before the fix the pull secret's user and password went to the realm as Basic auth.
+    """
+    with start_registry(tmp_path / "reg", tls=True, auth="token") as registry:
+        assert registry.token_server.realm.startswith("http://")
+        ref = f"{registry.url}/realm/disk:1"
+        with pytest.raises(errors.VMDiskImageError) as exc:
+            populate(
+                ref,
+                tmp_path / "out.img",
+                docker_config=registry.dockerconfigjson_path(),
+                ca_file=registry.ca_file,
+            )
+        assert registry.token_server.authorizations == [], "credentials went over plain HTTP"
+        assert exc.value.reason == "AuthenticationFailed" and "not HTTPS" in exc.value.message
