@@ -22,6 +22,7 @@ from typing import Any
 from . import formats, sizing
 from .errors import (
     BackingFileRefused,
+    CorruptData,
     ExternalFileRefused,
     InvalidArgument,
     TargetError,
@@ -122,7 +123,9 @@ def _copy_raw(
         writer.copy_from(disk, progress=progress.update)
         disk.finish()  # the digest is verified before the target is finalised
         if declared is not None and writer.offset != declared:
-            raise VMDiskImageError(f"the disk ended after {writer.offset} of {declared} bytes")
+            raise CorruptData(
+                f"the disk ended after {writer.offset} of the {declared} bytes it declared"
+            )
         virtual = sizing.target_virtual_size(writer.offset, requested)
         progress.set_phase("Resizing")
         writer.finish(virtual if writer.capacity is None else writer.offset)

@@ -36,6 +36,7 @@ from .errors import (
     AuthenticationFailed,
     DigestMismatch,
     ImageNotFound,
+    InvalidArgument,
     PlatformNotFound,
     RegistryError,
     RegistryUnavailable,
@@ -87,7 +88,7 @@ class Platform:
         """Parse ``linux/arm64/v8`` (the form of ``--platform``)."""
         parts = text.strip().split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            raise VMDiskImageError(f"platform {text!r} must look like os/arch[/variant]")
+            raise InvalidArgument(f"platform {text!r} must look like os/arch[/variant]")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
     def matches(self, spec: dict[str, Any] | None) -> bool:

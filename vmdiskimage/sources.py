@@ -222,6 +222,12 @@ def _parse_pax(data: bytes) -> dict[str, str]:
     return records
 
 
+def _pax_size(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise CorruptData(f"pax size {text[:40]!r} in a layer is not a byte count")
+    return int(text)
+
+
 class TarBudget:
     """Entries and decompressed bytes a tar walk may spend outside the disk's data."""
 
@@ -347,7 +353,7 @@ class TarReader:
             name = pax.get("path", long_name or name)
             linkname = pax.get("linkpath", long_link or _cstr(block[157:257]))
             if "size" in pax:
-                size = int(pax["size"])
+                size = _pax_size(pax["size"])
             sparse = "GNU.sparse" in pax or typeflag == b"S"
             has_data = typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6")
             self._remaining = size if has_data else 0

@@ -242,3 +242,20 @@ def test_long_tar_name_keeps_the_termination_message_valid(plain_registry, tmp_p
     message = json.loads(text)
     assert message["result"] == "Failed" and message["reason"] == "UnsafeDiskEntry"
     assert message["message"].startswith("disk/nnn")
+
+
+def test_non_numeric_pax_size_is_a_corrupt_image(plain_registry, tmp_path):
+    """Before the fix int() raised ValueError: InternalError, reported as a bug of ours."""
+    layer = tar_entry("disk/disk.img", bytes(4096), size="4k") + END_OF_ARCHIVE
+    ref = _push_layers(plain_registry, "pax/size:1", [(layer, TAR)])
+    log = tmp_path / "termination-log"
+    code = main(
+        [
+            f"--source={ref}",
+            f"--target={tmp_path / 'out.img'}",
+            "--plain-http",
+            f"--termination-log={log}",
+        ]
+    )
+    assert code == 1
+    assert json.loads(log.read_text())["reason"] == "CorruptImage"
