@@ -85,6 +85,8 @@ def _qcow2_data_file(head: bytes, version: int) -> str | None:
         if incompatible & _QCOW2_INCOMPAT_DATA_FILE:
             return "an external data file (incompatible feature bit 2)"
         extensions = struct.unpack(">I", head[100:104])[0]
+        if extensions < 104:
+            raise CorruptData(f"qcow2 header length {extensions} is shorter than version 3's")
     pos = extensions
     while True:
         if pos + 8 > len(head):
@@ -169,7 +171,8 @@ def detect(head: bytes) -> FormatInfo:
         return FormatInfo(VHDX)
     if head.startswith(b"conectix"):  # dynamic VHD: a copy of the footer leads the file
         size = struct.unpack(">Q", head[48:56])[0] if len(head) >= 56 else None
-        return FormatInfo(VHD, size)
+        differencing = head[60:64] == struct.pack(">I", 4)  # a parent's locators follow
+        return FormatInfo(VHD, size, differencing)
     for bad, name in ((b"LUKS\xba\xbe", "LUKS"), (b"VMDK", "VMware COWD")):
         if head.startswith(bad):
             raise UnsupportedFormat(f"{name} disk images are not supported")
