@@ -4,7 +4,8 @@ qemu-img opens whatever files a disk image names (backing files, qcow2 data file
 vmdk extents). :mod:`vmdiskimage.formats` refuses such images from their bytes and
 from ``qemu-img info``; this is the second wall, for whatever a check misses: the
 child may read the system directories it runs from, its one source file and its one
-target, and nothing else, so the pull secret and the CA file cannot end up in a disk.
+target, and nothing else, so the pull secret and the CA file cannot end up in a disk;
+where the kernel can (Landlock ABI 4), it may not open TCP connections either.
 
 Landlock is what works in the populator pod: it needs no capability, no user or
 mount namespace and no writable root filesystem, only Linux 5.13 or later with
@@ -43,6 +44,7 @@ _ABI_1_ALL = (1 << 13) - 1  # EXECUTE .. MAKE_SYM
 REFER = 1 << 13  # ABI 2
 TRUNCATE = 1 << 14  # ABI 3
 IOCTL_DEV = 1 << 15  # ABI 5
+_NET_ALL = (1 << 0) | (1 << 1)  # BIND_TCP, CONNECT_TCP (ABI 4)
 #: Rights that may be granted on a file (the others apply to directories only).
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
@@ -114,8 +116,11 @@ class Ruleset:
         if not self.abi:
             return
         handled = _handled(self.abi)
-        attr = ctypes.c_uint64(handled)
-        self.fd = _syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(8), 0)
+        # From ABI 4 TCP is handled too, with no rule: qemu-img connects nowhere (an
+        # extent or data file named nbd://... would otherwise be a network client).
+        attr = (ctypes.c_uint64 * 2)(handled, _NET_ALL if self.abi >= 4 else 0)
+        size = ctypes.sizeof(attr) if self.abi >= 4 else 8
+        self.fd = _syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0)
         try:
             for path in SYSTEM_READ_PATHS:
                 _add_rule(self.fd, path, EXECUTE | READ_FILE | READ_DIR)
