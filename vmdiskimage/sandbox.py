@@ -110,8 +110,10 @@ def _add_rule(ruleset: int, path: str, rights: int) -> None:
 class Ruleset:
     """A Landlock ruleset built in the parent, enforced in a child by :meth:`enforce`."""
 
-    def __init__(self, read: Iterable[str | Path], write: Iterable[str | Path]) -> None:
-        self.abi = abi_version()
+    def __init__(
+        self, read: Iterable[str | Path], write: Iterable[str | Path], abi: int | None = None
+    ) -> None:
+        self.abi = abi_version() if abi is None else abi
         self.fd = -1
         if not self.abi:
             return
@@ -169,7 +171,11 @@ def restrict_child(
     the child before exec, or None when the kernel has no Landlock.
     """
     global _warned
-    ruleset = Ruleset(read, write)
+    try:
+        ruleset = Ruleset(read, write)
+    except OSError as exc:  # a kernel or seccomp profile that refuses part of it
+        log.warning("the Landlock ruleset for qemu-img failed: %s", exc.strerror)
+        ruleset = Ruleset((), (), abi=0)
     if ruleset.active:
         return ruleset, ruleset.enforce
     if not _warned:
