@@ -220,6 +220,8 @@ def _copy_converted(
 
 def _clear_after_failure(target: Path, exc: BaseException) -> None:
     """Leave no unverified or half-written image bytes on the target; say so in ``exc``."""
+    if not target.exists():
+        return  # nothing reached it
     done = clear_target(target)
     log.warning("the import failed; target %s %s", target, done or "could not be cleared")
     if isinstance(exc, VMDiskImageError):

@@ -352,6 +352,7 @@ class RegistryClient:
                     "which is not HTTPS; the pull secret's password is not sent in clear"
                 )
             auth = (self.credentials.username, self.credentials.password)
+        body: bytes | None = None
         try:
             resp = self.session.get(
                 realm,
