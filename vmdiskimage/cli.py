@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from . import compression, push, sources
 from .errors import VMDiskImageError
+from .progress import configure_logging, escape_control
 from .reference import ImageReference
 from .registry import RegistryClient
 
@@ -66,7 +67,7 @@ def _client(args: argparse.Namespace, reference: ImageReference) -> RegistryClie
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vmdiskimage``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    configure_logging(logging.WARNING)
     try:
         reference = ImageReference.parse(args.reference)
         with _client(args, reference) as client:
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 info = sources.inspect(client, reference, args.platform)
                 print(json.dumps(info.to_dict(), indent=2))
     except VMDiskImageError as exc:
-        print(f"vmdiskimage: {exc.reason}: {exc.message}", file=sys.stderr)
+        print(f"vmdiskimage: {exc.reason}: {escape_control(exc.message)}", file=sys.stderr)
         return 1
     return 0
 

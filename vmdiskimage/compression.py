@@ -4,6 +4,8 @@ gzip is the usual containerDisk layer encoding, so it goes through zlib-ng when
 installed (about 4x faster than stdlib zlib on this workload), else stdlib.
 Every reader returned here supports ``readinto`` and bounds its output to the
 caller's buffer, so a small layer that decompresses to terabytes costs no memory.
+The xz decoder's own memory (its dictionary, sized by the stream's header) is
+capped at :data:`XZ_MEMORY_LIMIT`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import lzma
 import zlib
 from typing import IO, Any
 
-from .errors import CorruptData, UnsupportedCompression
+from .errors import CorruptData, UnsupportedCompression, VMDiskImageError
 
 try:  # zlib-ng bindings: the fast gzip decoder
     from zlib_ng import zlib_ng as _zlib_ng
@@ -33,6 +35,8 @@ _MAGIC = {
     XZ: b"\xfd7zXZ\x00",
 }
 READ_SIZE = 1 << 20
+#: Memory the xz decoder may use: ``xz -9`` needs 65 MiB; a header may ask for 4 GiB.
+XZ_MEMORY_LIMIT = 80 << 20
 
 
 def detect_magic(head: bytes) -> str:
@@ -93,9 +97,70 @@ class _ErrorMapping(io.RawIOBase):
 
 
 def _is_ours(exc: BaseException) -> bool:
-    from .errors import VMDiskImageError
-
     return isinstance(exc, VMDiskImageError)
+
+
+class _XZReader(io.RawIOBase):
+    """xz (concatenated streams too) through ``LZMADecompressor(memlimit=...)``.
+
+    ``lzma.LZMAFile`` has no memory limit: a stream header asking for a 1.5 GiB
+    dictionary gets one, filled as the data comes.
+    """
+
+    def __init__(self, raw: IO[bytes], memlimit: int = XZ_MEMORY_LIMIT) -> None:
+        super().__init__()
+        self._raw = raw
+        self._memlimit = memlimit
+        self._decoder = self._new_decoder()
+        self._input = b""
+        self._eof = False
+
+    def _new_decoder(self) -> lzma.LZMADecompressor:
+        return lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=self._memlimit)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._eof:
+            if self._decoder.eof:
+                rest = self._decoder.unused_data + self._input
+                self._input = b""
+                if not rest:
+                    rest = self._raw.read(READ_SIZE)
+                    if not rest:
+                        self._eof = True
+                        break
+                # Another stream follows, as xz allows (stream padding is zeros).
+                rest = rest.lstrip(b"\0")
+                if not rest:
+                    continue
+                self._decoder = self._new_decoder()
+                self._input = rest
+            if self._decoder.needs_input and not self._input:
+                self._input = self._raw.read(READ_SIZE)
+                if not self._input:
+                    raise CorruptData("the xz stream ends before its end marker")
+            data = self._input
+            self._input = b""
+            try:
+                out = self._decoder.decompress(data, max_length=len(view))
+            except lzma.LZMAError as exc:
+                if "memory" in str(exc).lower():
+                    raise UnsupportedCompression(
+                        f"the xz stream needs more than {self._memlimit >> 20} MiB of memory "
+                        "to decompress (its dictionary); recompress it with xz -9 or lower"
+                    ) from exc
+                raise
+            if out:
+                view[: len(out)] = out
+                return len(out)
+        return 0
+
+    def close(self) -> None:
+        self._input = b""
+        super().close()
 
 
 def open_decompressed(raw: IO[bytes], compression: str) -> io.RawIOBase | IO[bytes]:
@@ -114,7 +179,7 @@ def open_decompressed(raw: IO[bytes], compression: str) -> io.RawIOBase | IO[byt
             raw, read_size=READ_SIZE, read_across_frames=True, closefd=False
         )
     elif compression == XZ:
-        inner = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - closed by _ErrorMapping
+        inner = _XZReader(raw)
     else:
         raise UnsupportedCompression(f"compression {compression!r} is not supported")
     return _ErrorMapping(inner, compression)

@@ -95,6 +95,12 @@ class DiskTooLarge(VMDiskImageError):
     reason = "DiskTooLarge"
 
 
+class ImageLimitExceeded(VMDiskImageError):
+    """The image makes the importer read, parse or hold more than any real image needs."""
+
+    reason = "ImageLimitExceeded"
+
+
 class UnsupportedFormat(VMDiskImageError):
     reason = "UnsupportedDiskFormat"
 
@@ -111,6 +117,12 @@ class CorruptData(VMDiskImageError):
 
 class BackingFileRefused(VMDiskImageError):
     reason = "BackingFileRefused"
+
+
+class ExternalFileRefused(BackingFileRefused):
+    """The image names another file for qemu-img to open: a data file or vmdk extents."""
+
+    reason = "ExternalFileRefused"
 
 
 class TargetTooSmall(VMDiskImageError):

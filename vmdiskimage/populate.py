@@ -9,7 +9,6 @@ scratch file (``--scratch-dir``) and converted with qemu-img.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -23,17 +22,19 @@ from typing import Any
 from . import formats, sizing
 from .errors import (
     BackingFileRefused,
+    CorruptData,
+    ExternalFileRefused,
     InvalidArgument,
     TargetError,
     TargetTooSmall,
     UnsupportedFormat,
     VMDiskImageError,
 )
-from .progress import Progress, write_termination_message
+from .progress import Progress, configure_logging, write_termination_message
 from .reference import ImageReference
 from .registry import Platform, RegistryClient
 from .sources import DiskStream, open_disk
-from .writer import DiskWriter, is_block_device
+from .writer import DiskWriter, clear_target, is_block_device
 
 log = logging.getLogger("vmdiskimage.populate")
 
@@ -74,6 +75,13 @@ def resolve_target(target: str | Path) -> Path:
     return path
 
 
+@dataclass
+class _Attempt:
+    """What a failure must undo: whether bytes of the image may be on the target."""
+
+    target_touched: bool = False
+
+
 def _check_source(disk: DiskStream) -> None:
     info = disk.info
     if info.format not in SUPPORTED_SOURCE_FORMATS:
@@ -82,10 +90,19 @@ def _check_source(disk: DiskStream) -> None:
         raise BackingFileRefused(
             f"the {info.format} disk names a backing file; flatten it before publishing"
         )
+    if info.external_file:
+        raise ExternalFileRefused(
+            f"the {info.format} disk names {info.external_file}: qemu-img would open that "
+            "file of the importing pod; publish a self-contained image"
+        )
 
 
 def _copy_raw(
-    disk: DiskStream, target: Path, target_size: str | int | None, progress: Progress
+    disk: DiskStream,
+    target: Path,
+    target_size: str | int | None,
+    progress: Progress,
+    attempt: _Attempt,
 ) -> tuple[int, int]:
     info = disk.info
     requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
@@ -95,6 +112,7 @@ def _copy_raw(
     limit_candidates = [x for x in (declared, requested) if x is not None]
     limit = min(limit_candidates) if limit_candidates else None
     writer = DiskWriter(target, limit=limit)
+    attempt.target_touched = True
     try:
         if writer.capacity is not None and declared is not None and declared > writer.capacity:
             raise TargetTooSmall(
@@ -105,7 +123,9 @@ def _copy_raw(
         writer.copy_from(disk, progress=progress.update)
         disk.finish()  # the digest is verified before the target is finalised
         if declared is not None and writer.offset != declared:
-            raise VMDiskImageError(f"the disk ended after {writer.offset} of {declared} bytes")
+            raise CorruptData(
+                f"the disk ended after {writer.offset} of the {declared} bytes it declared"
+            )
         virtual = sizing.target_virtual_size(writer.offset, requested)
         progress.set_phase("Resizing")
         writer.finish(virtual if writer.capacity is None else writer.offset)
@@ -121,6 +141,7 @@ def _copy_converted(
     target_format: str,
     scratch_dir: str | Path | None,
     progress: Progress,
+    attempt: _Attempt,
 ) -> tuple[int, int]:
     info = disk.info
     requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
@@ -153,6 +174,7 @@ def _copy_converted(
         progress.set_phase("Converting")
         details = formats.qemu_img_info(scratch, info.format)
         virtual = sizing.target_virtual_size(int(details["virtual-size"]), requested)
+        attempt.target_touched = True
         if block:
             probe = DiskWriter(target)  # discards the device; tells whether it reads zeros
             zeroed, capacity = probe.zeroed, probe.capacity or 0
@@ -172,15 +194,21 @@ def _copy_converted(
                 target_is_zero=zeroed,
             )
             virtual = capacity
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
+        elif target_format == formats.RAW:
             formats.qemu_img_convert(scratch, info.format, target, target_format)
             progress.set_phase("Resizing")
-            if target_format == formats.RAW:
-                os.truncate(target, virtual)
-            else:
-                formats.qemu_img_resize(target, target_format, virtual)
+            os.truncate(target, virtual)
+        else:
+            # Created at its final size: qemu-img cannot resize every format (vmdk).
+            formats.qemu_img_create(target, target_format, virtual)
+            formats.qemu_img_convert(
+                scratch,
+                info.format,
+                target,
+                target_format,
+                target_exists=True,
+                target_is_zero=True,
+            )
         fd = os.open(target, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -188,6 +216,18 @@ def _copy_converted(
             os.close(fd)
         written = os.stat(target).st_blocks * 512 if not block else writer.bytes_written
     return virtual, written
+
+
+def _clear_after_failure(target: Path, exc: BaseException) -> None:
+    """Leave no unverified or half-written image bytes on the target; say so in ``exc``."""
+    if not target.exists():
+        return  # nothing reached it
+    done = clear_target(target)
+    log.warning("the import failed; target %s %s", target, done or "could not be cleared")
+    if isinstance(exc, VMDiskImageError):
+        exc.details["targetCleared"] = done or "failed"
+        if done:
+            exc.message += f" (the target was {done}: no unverified data stays on it)"
 
 
 def populate(
@@ -231,12 +271,24 @@ def populate(
             info = disk.info
             progress.total = info.disk_size or info.virtual_size
             progress.set_phase("Copying")
-            if info.format == formats.RAW and target_format == formats.RAW:
-                virtual, written = _copy_raw(disk, target_path, target_size, progress)
-            else:
-                virtual, written = _copy_converted(
-                    disk, target_path, target_size, target_format, scratch_dir, progress
-                )
+            attempt = _Attempt()
+            try:
+                if info.format == formats.RAW and target_format == formats.RAW:
+                    virtual, written = _copy_raw(disk, target_path, target_size, progress, attempt)
+                else:
+                    virtual, written = _copy_converted(
+                        disk,
+                        target_path,
+                        target_size,
+                        target_format,
+                        scratch_dir,
+                        progress,
+                        attempt,
+                    )
+            except BaseException as exc:
+                if attempt.target_touched:
+                    _clear_after_failure(target_path, exc)
+                raise
             progress.update(disk.bytes_read, force=True)
             resumes = disk.blob.resumes
     finally:
@@ -333,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; exit 0 on success, 1 on a failed import, 2 on bad arguments."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    configure_logging(logging.INFO)
     if not args.source or not args.target:
         parser.error("--source and --target (or VDI_SOURCE and VDI_TARGET) are required")
     progress = Progress(path=args.progress_file, interval=args.progress_interval)

@@ -8,12 +8,18 @@ kubelet and the API server already carry:
   in ``--progress-file`` when given;
 * result: one JSON object in the termination message file (``/dev/termination-log``),
   which Kubernetes copies to ``status.containerStatuses[].state.terminated.message``.
+
+Logs go to stderr, which ``kubectl logs`` interleaves with the progress lines, so a
+log record is always one line: control characters in it, such as a newline in a
+media type a registry sent, are written as escapes (:class:`LogFormatter`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,6 +27,32 @@ from typing import IO, Any
 
 #: Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_control(text: str) -> str:
+    """``text`` with control characters (newlines too) written as escapes such as ``\\n``."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+class LogFormatter(logging.Formatter):
+    """One line per record: the message escaped, traceback lines indented and escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_control(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        lines = super().formatException(ei).splitlines()
+        return "\n".join("    " + escape_control(line) for line in lines)
+
+
+def configure_logging(level: int) -> None:
+    """Log to stderr through :class:`LogFormatter`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 class Progress:
@@ -83,17 +115,57 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def termination_message(result: dict[str, Any]) -> str:
-    """``result`` as compact JSON within the 4096-byte limit (long messages are cut)."""
-    text = json.dumps(result, separators=(",", ":"), sort_keys=True)
-    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+#: Bytes of JSON each string field may take in the termination message; ``message``
+#: gets the most. ``result`` and ``reason`` are ours and short, and always kept.
+MESSAGE_BUDGET = 2048
+FIELD_BUDGET = 512
+_ESSENTIAL = ("result", "reason")
+_ELLIPSIS = "..."
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _cut(text: str, budget: int) -> str:
+    """``text``, shortened with ``...`` until its JSON form fits ``budget`` bytes."""
+    if len(_json(text).encode()) <= budget:
         return text
-    trimmed = dict(result)
-    message = str(trimmed.get("message", ""))
-    overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT + 16
-    trimmed["message"] = message[: max(0, len(message) - overflow)] + "..."
-    trimmed = {k: v for k, v in trimmed.items() if not isinstance(v, dict | list)}
-    return json.dumps(trimmed, separators=(",", ":"), sort_keys=True)[:TERMINATION_MESSAGE_LIMIT]
+    low, high = 0, len(text)  # the longest prefix that fits, by bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(_json(text[:middle] + _ELLIPSIS).encode()) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + _ELLIPSIS
+
+
+def termination_message(result: dict[str, Any]) -> str:
+    """``result`` as compact JSON of at most 4096 bytes, always valid and complete.
+
+    Every string field is cut to its budget (strings come from the registry and the
+    image: a tar name can be any length); if the whole is still too long, the largest
+    other fields are cut further or dropped. ``result`` and ``reason`` always stay, and
+    the serialized JSON itself is never cut.
+    """
+    fields: dict[str, Any] = {}
+    for key, value in result.items():
+        if key in _ESSENTIAL:
+            fields[key] = _cut(str(value), 256)
+        elif isinstance(value, str):
+            fields[key] = _cut(value, MESSAGE_BUDGET if key == "message" else FIELD_BUDGET)
+        elif len(_json(value).encode()) <= FIELD_BUDGET:
+            fields[key] = value
+    while len(text := _json(fields).encode()) > TERMINATION_MESSAGE_LIMIT:
+        others = [k for k in fields if k not in _ESSENTIAL]
+        largest = max(others, key=lambda k: len(_json(fields[k]).encode()))
+        size = len(_json(fields[largest]).encode())
+        if isinstance(fields[largest], str) and size > 64:
+            fields[largest] = _cut(fields[largest], size // 2)
+        else:
+            del fields[largest]
+    return text.decode()
 
 
 def write_termination_message(path: str | Path | None, result: dict[str, Any]) -> None:

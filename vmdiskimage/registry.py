@@ -36,6 +36,7 @@ from .errors import (
     AuthenticationFailed,
     DigestMismatch,
     ImageNotFound,
+    InvalidArgument,
     PlatformNotFound,
     RegistryError,
     RegistryUnavailable,
@@ -60,6 +61,8 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
 
 MAX_MANIFEST_BYTES = 4 << 20
+#: A token answer is a JWT or two in JSON: a few KiB. Read no more than this of it.
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 USER_AGENT = f"vmdiskimage/{__version__}"
 
 # Errors of the transport under requests' streamed body (urllib3/http.client/socket).
@@ -85,7 +88,7 @@ class Platform:
         """Parse ``linux/arm64/v8`` (the form of ``--platform``)."""
         parts = text.strip().split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            raise VMDiskImageError(f"platform {text!r} must look like os/arch[/variant]")
+            raise InvalidArgument(f"platform {text!r} must look like os/arch[/variant]")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
     def matches(self, spec: dict[str, Any] | None) -> bool:
@@ -222,6 +225,40 @@ class ResolvedImage:
         return self.manifest.digest
 
 
+#: The digest algorithms content can be verified with (``validate_digest`` allows these).
+DIGEST_ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+def content_digest(data: bytes, algorithm: str) -> str:
+    """The ``algorithm:hex`` digest of ``data``; an algorithm we cannot compute is refused."""
+    if algorithm not in DIGEST_ALGORITHMS:
+        raise UnsupportedManifest(
+            f"digest algorithm {algorithm!r} cannot be verified; "
+            f"supported: {', '.join(DIGEST_ALGORITHMS)}"
+        )
+    return f"{algorithm}:{DIGEST_ALGORITHMS[algorithm](data).hexdigest()}"
+
+
+def read_capped(resp: requests.Response, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of a streamed body, decompressed as it arrives; None if longer.
+
+    ``resp.content`` and ``resp.json()`` would inflate a gzip bomb whole.
+    """
+    with resp:
+        data = resp.raw.read(limit + 1, decode_content=True)
+    return None if len(data) > limit else data
+
+
+def _error_text(resp: requests.Response) -> str:
+    """The start of an error answer's body, for a message."""
+    try:
+        with resp:
+            data = resp.raw.read(300, decode_content=True)
+    except _STREAM_ERRORS:
+        return ""
+    return data.decode("utf-8", "replace")
+
+
 def _sleep_backoff(attempt: int, base: float) -> None:
     time.sleep(min(base * (2**attempt), 10.0))
 
@@ -304,15 +341,34 @@ class RegistryClient:
         params = {"scope": challenge.params.get("scope") or scope}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
-        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
         realm = challenge.params["realm"]
+        auth = None
+        if self.credentials:
+            # The realm is whatever the registry names: the password crosses to it in
+            # clear unless it is HTTPS, which only a registry opted into plain HTTP skips.
+            if not realm.lower().startswith("https://") and not self.plain_http:
+                raise AuthenticationFailed(
+                    f"registry {self.registry} sends clients to the token server {realm}, "
+                    "which is not HTTPS; the pull secret's password is not sent in clear"
+                )
+            auth = (self.credentials.username, self.credentials.password)
+        body: bytes | None = None
         try:
             resp = self.session.get(
-                realm, params=params, auth=auth, timeout=self.timeout, verify=self.verify
+                realm,
+                params=params,
+                auth=auth,
+                timeout=self.timeout,
+                verify=self.verify,
+                stream=True,
             )
+            if resp.status_code == 200:
+                body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES)
+            else:
+                resp.close()
         except requests.exceptions.SSLError as exc:
             raise TLSFailure(f"TLS verification of token server {realm} failed: {exc}") from exc
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, *_STREAM_ERRORS) as exc:
             raise RegistryUnavailable(f"token server {realm} unreachable: {exc}") from exc
         if resp.status_code in (401, 403):
             who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
@@ -322,12 +378,17 @@ class RegistryClient:
             )
         if resp.status_code != 200:
             raise RegistryError(f"token server {realm} answered HTTP {resp.status_code}")
+        if body is None:
+            raise RegistryError(
+                f"token server {realm} answered more than {MAX_TOKEN_RESPONSE_BYTES >> 10} KiB; "
+                "a token answer is a few KiB"
+            )
         try:
-            body = resp.json()
-            token = body.get("token") or body.get("access_token")
-        except ValueError:
+            document = json.loads(body)
+            token = document.get("token") or document.get("access_token")
+        except (ValueError, AttributeError):
             token = None
-        if not token:
+        if not token or not isinstance(token, str):
             raise RegistryError(f"token server {realm} answered without a token")
         self._auth[scope] = f"Bearer {token}"
 
@@ -389,6 +450,8 @@ class RegistryClient:
                 continue
             if resp.status_code in ok:
                 return resp
+            # A streamed body is read no further than a message needs (it may be a bomb).
+            error_text = _error_text(resp) if stream else resp.text[:300]
             resp.close()
             if resp.status_code == 401:
                 if refreshed:
@@ -410,7 +473,7 @@ class RegistryClient:
                 continue
             raise RegistryError(
                 f"registry {self.registry} answered HTTP {resp.status_code} for {what}: "
-                f"{resp.text[:300]}"
+                f"{error_text}"
             )
 
     # -- manifests ---------------------------------------------------------------
@@ -430,14 +493,19 @@ class RegistryClient:
         if len(raw) > MAX_MANIFEST_BYTES:
             raise UnsupportedManifest(f"manifest {repository}:{ref} is larger than 4 MiB")
         manifest = Manifest.from_bytes(raw, resp.headers.get("Content-Type"))
-        expected = ref if ref.startswith("sha256:") else resp.headers.get("Docker-Content-Digest")
-        if expected and expected.startswith("sha256:") and manifest.digest != expected:
-            raise DigestMismatch(
-                f"manifest {repository}:{ref} from {self.registry} is corrupt: expected "
-                f"{expected}, its content hashes to {manifest.digest}",
-                expected=expected,
-                actual=manifest.digest,
-            )
+        pinned = ref if ":" in ref else None
+        expected = pinned or resp.headers.get("Docker-Content-Digest")
+        if expected and (pinned or expected.split(":", 1)[0] in DIGEST_ALGORITHMS):
+            # A pin is always checked, with the algorithm it names; the header of a tag
+            # fetch only when it names one we know (our own sha256 is what we report).
+            actual = content_digest(raw, expected.split(":", 1)[0])
+            if actual != expected:
+                raise DigestMismatch(
+                    f"manifest {repository}:{ref} from {self.registry} is corrupt: expected "
+                    f"{expected}, its content hashes to {actual}",
+                    expected=expected,
+                    actual=actual,
+                )
         return manifest
 
     def resolve(
@@ -596,7 +664,7 @@ class BlobReader(io.RawIOBase):
         self.offset = 0
         self.verified = False
         algo, _, self._expected = digest.partition(":")
-        self._hasher: Any = hashlib.new(algo)
+        self._hasher: Any = DIGEST_ALGORITHMS[algo]()
         self._resp: requests.Response | None = None
         self._fp: Any = None
 

@@ -19,11 +19,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import compression, formats
-from .errors import CorruptData, DiskNotFound, UnsafeDisk, UnsupportedFormat, UnsupportedManifest
+from .errors import (
+    CorruptData,
+    DiskNotFound,
+    ImageLimitExceeded,
+    UnsafeDisk,
+    UnsupportedFormat,
+    UnsupportedManifest,
+)
 from .reference import ImageReference
 from .registry import Descriptor, Platform, ReadAhead, RegistryClient, ResolvedImage
 
@@ -58,6 +66,16 @@ _DISK_MT_RE = re.compile(
 )
 
 HEAD_BYTES = formats.DETECT_BYTES
+#: What a containerDisk import reads besides the disk file (upper layers, the rest of
+#: the disk's layer): tar entries, and decompressed bytes of headers and other files.
+#: A real image stays far below; a tar of empty headers would otherwise cost minutes.
+MAX_OTHER_ENTRIES = 100_000
+MAX_OTHER_BYTES = 1 << 30
+#: pax and GNU long-name headers in front of one entry, all together. Real ones hold a
+#: path and a few attributes; each is parsed as it comes and only the keys used kept.
+MAX_METADATA_PER_ENTRY = 1 << 20
+#: The pax keys the walk uses; ``GNU.sparse.*`` keys only mark the entry as sparse.
+_PAX_KEYS = ("path", "linkpath", "size")
 log = logging.getLogger(__name__)
 
 
@@ -81,6 +99,8 @@ class DiskInfo:
     disk_size: int | None  # bytes of the (uncompressed) disk file, when declared
     disk_path: str | None = None  # containerDisk: the file's path in the image
     has_backing_file: bool = False
+    #: Another file qemu-img would open for the disk (a qcow2 data file, vmdk extents).
+    external_file: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +198,7 @@ def _number(field_bytes: bytes) -> int:
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:
+    """The records of a pax header that the walk uses (see :data:`_PAX_KEYS`)."""
     records: dict[str, str] = {}
     pos = 0
     while pos < len(data):
@@ -192,9 +213,42 @@ def _parse_pax(data: bytes) -> dict[str, str]:
             raise CorruptData("malformed pax header in a layer")
         record = data[space + 1 : pos + length - 1]
         key, _, value = record.partition(b"=")
-        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        name = key.decode("utf-8", "replace")
+        if name in _PAX_KEYS:
+            records[name] = value.decode("utf-8", "surrogateescape")
+        elif name.startswith("GNU.sparse"):
+            records["GNU.sparse"] = ""
         pos += length
     return records
+
+
+def _pax_size(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise CorruptData(f"pax size {text[:40]!r} in a layer is not a byte count")
+    return int(text)
+
+
+class TarBudget:
+    """Entries and decompressed bytes a tar walk may spend outside the disk's data."""
+
+    def __init__(
+        self, max_entries: int = MAX_OTHER_ENTRIES, max_bytes: int = MAX_OTHER_BYTES
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.entries = 0
+        self.bytes = 0
+
+    def spend(self, entries: int, size: int) -> None:
+        self.entries += entries
+        self.bytes += size
+        if self.entries > self.max_entries or self.bytes > self.max_bytes:
+            raise ImageLimitExceeded(
+                f"the image holds more than {self.max_entries} tar entries or "
+                f"{self.max_bytes >> 20} MiB of files besides the disk; refusing to read on",
+                max_entries=self.max_entries,
+                max_bytes=self.max_bytes,
+            )
 
 
 class TarReader:
@@ -204,8 +258,9 @@ class TarReader:
     markers). Entry data is read through :meth:`readinto` with no extra copies.
     """
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, budget: TarBudget | None = None) -> None:
         self._stream = stream
+        self._budget = budget or TarBudget()
         self._remaining = 0  # data bytes of the current entry not read yet
         self._padding = 0
         self._scratch = bytearray(1 << 20)
@@ -218,6 +273,7 @@ class TarReader:
 
     def _skip(self, count: int, *, eof_ok: bool = False) -> bool:
         """Skip ``count`` bytes; False if the stream ended first and ``eof_ok``."""
+        self._budget.spend(0, count)
         view = memoryview(self._scratch)
         while count:
             n = self._stream.readinto(view[: min(count, len(view))])
@@ -231,6 +287,7 @@ class TarReader:
     def _read_data(self, size: int) -> bytes:
         if size > 1 << 20:
             raise CorruptData(f"tar metadata entry of {size} bytes is implausibly large")
+        self._budget.spend(0, size)
         data = bytearray(size)
         self._read_exact(data, "metadata entry")
         self._skip(-size % 512)
@@ -248,6 +305,7 @@ class TarReader:
         self._remaining = self._padding = 0
         pax: dict[str, str] = {}
         long_name = long_link = None
+        metadata = 0
         while True:
             n = compression.read_full(self._stream, self._block)
             if n == 0:
@@ -255,6 +313,7 @@ class TarReader:
                 return None
             if n != 512:
                 raise CorruptData("the layer ends inside a tar header")
+            self._budget.spend(1, 512)
             block = bytes(self._block)
             if block == bytes(512):
                 self.finished = True
@@ -267,6 +326,13 @@ class TarReader:
                 )
             typeflag = block[156:157]
             size = _number(block[124:136])
+            if typeflag in (b"L", b"K", b"x", b"g"):
+                metadata += size
+                if metadata > MAX_METADATA_PER_ENTRY:
+                    raise ImageLimitExceeded(
+                        f"more than {MAX_METADATA_PER_ENTRY >> 10} KiB of pax and long-name "
+                        "headers precede one tar entry; refusing the layer"
+                    )
             if typeflag == b"L":
                 long_name = _cstr(self._read_data(size))
                 continue
@@ -287,8 +353,8 @@ class TarReader:
             name = pax.get("path", long_name or name)
             linkname = pax.get("linkpath", long_link or _cstr(block[157:257]))
             if "size" in pax:
-                size = int(pax["size"])
-            sparse = any(k.startswith("GNU.sparse") for k in pax) or typeflag == b"S"
+                size = _pax_size(pax["size"])
+            sparse = "GNU.sparse" in pax or typeflag == b"S"
             has_data = typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6")
             self._remaining = size if has_data else 0
             self._padding = -self._remaining % 512
@@ -321,7 +387,7 @@ def _parts(name: str) -> list[str]:
 class DiskStream:
     """The disk's bytes (``readinto``), its :class:`DiskInfo`, and :meth:`finish`.
 
-    Call :meth:`finish` after reading the disk: it reads the rest of the layer and
+    Call :meth:`finish` after reading the disk: it checks the rest of the layer and
     verifies its digest. Only then may the import be reported as done.
     """
 
@@ -332,12 +398,14 @@ class DiskStream:
         layer_stream: Any,
         data: Any,
         head: bytes,
+        rest: Callable[[], None] | None = None,
     ) -> None:
         self.info = info
         self.blob = blob
         self._layer_stream = layer_stream
         self._data = data
         self._head = memoryview(head)
+        self._rest = rest
         self.bytes_read = 0
 
     def readinto(self, buffer: Any) -> int:
@@ -355,8 +423,12 @@ class DiskStream:
         return True
 
     def finish(self) -> None:
-        """Drain the layer to its end so the blob's digest is verified (raises on mismatch)."""
-        _drain(self._layer_stream, self.blob)
+        """Check the rest of the layer and verify the blob's digest (raises on mismatch)."""
+        if self._rest is not None:
+            self._rest()
+            self.blob.drain()
+        else:
+            _drain(self._layer_stream, self.blob)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -450,33 +522,79 @@ def _read_head(data: Any, limit: int | None) -> bytes:
     return bytes(head[:n])
 
 
+def _is_disk_candidate(parts: list[str], entry: TarEntry, hidden: set[str]) -> bool:
+    """A file directly under ``disk/`` that no upper layer hides (directories are not)."""
+    return (
+        len(parts) == 2
+        and parts[0] == "disk"
+        and not parts[1].startswith(".wh.")
+        and entry.type != b"5"
+        and parts[1] not in hidden
+    )
+
+
+def _checked_parts(entry: TarEntry, layer: Descriptor) -> list[str]:
+    parts = _parts(entry.name)
+    if ".." in parts:
+        raise UnsafeDisk(
+            f"layer {layer.digest} holds {entry.name!r}, a path that climbs out "
+            "with '..'; refusing the image"
+        )
+    return parts
+
+
+def _check_rest_of_layer(
+    tar: TarReader, layer: Descriptor, path: str, hidden: set[str]
+) -> Callable[[], None]:
+    """What :meth:`DiskStream.finish` runs: the disk's layer after the disk entry.
+
+    ``tar -x`` keeps the last of two entries with one path, this importer reads the
+    first: a scanner that extracts the image would check another disk than the VM
+    gets. A second candidate disk is as ambiguous. Both are refused.
+    """
+
+    def check() -> None:
+        while (entry := tar.next()) is not None:
+            parts = _checked_parts(entry, layer)
+            if not _is_disk_candidate(parts, entry, hidden):
+                continue
+            other = "disk/" + parts[1]
+            if other == path:
+                raise UnsafeDisk(
+                    f"layer {layer.digest} holds {path} twice: tar -x would keep the last "
+                    "copy and this importer read the first; refusing the image",
+                    path=path,
+                )
+            raise UnsafeDisk(
+                f"layer {layer.digest} holds two disks, {path} and {other!r}; a "
+                "containerDisk has one file under disk/",
+                path=path,
+            )
+
+    return check
+
+
 def _container_disk(
     client: RegistryClient, resolved: ResolvedImage, layers: list[Descriptor]
 ) -> DiskStream:
     repository = resolved.reference.repository
     hidden: set[str] = set()
+    budget = TarBudget()
     for layer in reversed(layers):
         blob, stream, comp, _ = _open_layer(client, repository, layer)
         try:
-            tar = TarReader(stream)
+            tar = TarReader(stream, budget)
             opaque = False
             whiteouts: set[str] = set()
             while (entry := tar.next()) is not None:
-                parts = _parts(entry.name)
-                if ".." in parts:
-                    raise UnsafeDisk(
-                        f"layer {layer.digest} holds {entry.name!r}, a path that climbs out "
-                        "with '..'; refusing the image"
-                    )
+                parts = _checked_parts(entry, layer)
                 if parts == [".wh.disk"] or parts == ["disk", ".wh..wh..opq"]:
                     opaque = True
                     continue
-                if len(parts) != 2 or parts[0] != "disk":
-                    continue
-                if parts[1].startswith(".wh."):
+                if len(parts) == 2 and parts[0] == "disk" and parts[1].startswith(".wh."):
                     whiteouts.add(parts[1][4:])
                     continue
-                if entry.type == b"5" or parts[1] in hidden:
+                if not _is_disk_candidate(parts, entry, hidden):
                     continue
                 path = "disk/" + parts[1]
                 if not entry.is_regular:
@@ -505,10 +623,13 @@ def _container_disk(
                     disk_size=entry.size,
                     disk_path=path,
                     has_backing_file=detected.has_backing_file,
+                    external_file=detected.external_file,
                 )
-                return DiskStream(info, blob, stream, tar, head)
-            # No disk in this layer: read it to the end so it is verified too.
-            _drain(stream, blob)
+                rest = _check_rest_of_layer(tar, layer, path, hidden)
+                return DiskStream(info, blob, stream, tar, head, rest)
+            # No disk in this layer. Its tar is walked; what follows the end of the
+            # archive is only hashed, never decompressed.
+            blob.drain()
         except BaseException:
             stream.close()
             blob.close()
@@ -560,6 +681,7 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
             disk_size=declared,
             disk_path=layer.annotations.get(ANNOTATION_TITLE),
             has_backing_file=detected.has_backing_file,
+            external_file=detected.external_file,
             annotations=dict(layer.annotations),
         )
     except BaseException:

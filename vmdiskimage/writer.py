@@ -319,3 +319,41 @@ class DiskWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: What :func:`clear_target` zeroes on a block device that cannot be discarded.
+CLEAR_EDGE_BYTES = 1 << 20
+
+
+def clear_target(path: str | Path) -> str | None:
+    """Remove what a failed import left on ``path``; return what was done, or None.
+
+    A file is truncated to nothing. A block device is discarded to zeros where the
+    device allows it; otherwise its first and last MiB are zeroed, which removes the
+    partition tables (GPT keeps a copy at the end), so nothing boots from the rest.
+    """
+    target = Path(path)
+    try:
+        if not is_block_device(target):
+            if not target.is_file():
+                return None
+            os.truncate(target, 0)
+            return "truncated"
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, size)
+                done = "discarded"
+            except OSError:
+                edge = min(CLEAR_EDGE_BYTES, size)
+                os.pwrite(fd, bytes(edge), 0)
+                os.pwrite(fd, bytes(edge), size - edge)
+                done = "zeroed in its first and last MiB"
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.error("could not clear the target %s after the failure: %s", target, exc.strerror)
+        return None
+    return done

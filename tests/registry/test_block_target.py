@@ -68,3 +68,21 @@ def test_block_device_too_small(plain_registry, loop_device, tmp_path):
         push.push(disk, ref, comp="zstd", client=client)
         with pytest.raises(errors.TargetTooSmall):
             populate(ref, device, client=client)
+
+
+def test_failed_import_clears_the_device(plain_registry, loop_device, tmp_path):
+    """The digest check fails at the end: what was written must not stay on the device."""
+    device, _ = loop_device
+    disk = make_disk(tmp_path / "d.raw", 8 * MiB, ((0, 2 * MiB), (6 * MiB, MiB)), seed=22)
+    ref = f"{plain_registry.url}/block/corrupt:1"
+    with plain_registry.client() as client:
+        pushed = push.push(disk, ref, comp="none", client=client)
+    stored = plain_registry.blob_data_path(pushed.layer_digest)
+    data = bytearray(stored.read_bytes())
+    data[4 * MiB] ^= 0xFF  # a zero block of the disk
+    stored.write_bytes(bytes(data))
+    with plain_registry.client() as client, pytest.raises(errors.DigestMismatch) as exc:
+        populate(ref, device, client=client)
+    with open(device, "rb") as fh:
+        assert fh.read() == bytes(32 * MiB), "image bytes stayed on the device"
+    assert exc.value.details["targetCleared"] == "discarded"

@@ -51,6 +51,7 @@ class TokenServer:
         self.x5c = _cert_der_b64(cert)
         self.issued = 0
         self.refused = 0
+        self.authorizations: list[str] = []  # Authorization headers received
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +64,8 @@ class TokenServer:
                     self.send_error(404)
                     return
                 query = parse_qs(url.query)
+                if "Authorization" in self.headers:
+                    server.authorizations.append(self.headers["Authorization"])
                 if not server._authorized(self.headers.get("Authorization", "")):
                     server.refused += 1
                     self.send_response(401)

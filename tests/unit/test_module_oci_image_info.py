@@ -16,7 +16,7 @@ image_info = module_utils("image_info")
     [
         ({"image": "Upper/Case:tag"}, "InvalidImageReference", "Upper/Case"),
         ({"image": "quay.io/x@sha256:abc"}, "InvalidImageReference", "not a valid digest"),
-        ({"image": "quay.io/x:1", "platform": "amd64"}, "ImportFailed", "os/arch"),
+        ({"image": "quay.io/x:1", "platform": "amd64"}, "InvalidArgument", "os/arch"),
     ],
 )
 def test_bad_input_fails_before_any_request(args, reason, fragment):

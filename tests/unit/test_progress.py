@@ -2,10 +2,17 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import pytest
 
-from vmdiskimage.progress import TERMINATION_MESSAGE_LIMIT, Progress, termination_message
+from vmdiskimage.progress import (
+    TERMINATION_MESSAGE_LIMIT,
+    LogFormatter,
+    Progress,
+    escape_control,
+    termination_message,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -32,3 +39,60 @@ def test_termination_message_fits_4096_bytes():
     assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
     parsed = json.loads(text)
     assert parsed["reason"] == "DigestMismatch" and parsed["message"].endswith("...")
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {
+            "result": "Failed",
+            "reason": "UnsafeDiskEntry",
+            "message": "x" * 5000,
+            "path": "p" * 5000,
+        },
+        {"result": "Failed", "reason": "R", **{f"field{i}": '\n"' * 300 for i in range(40)}},
+        {"result": "Failed", "reason": "R", "message": "\u2603" * 3000, "list": ["a" * 100] * 50},
+        {"result": "Failed" * 100, "reason": "R" * 1000, "message": "m"},
+    ],
+    ids=["long-path-detail", "many-escaped-fields", "non-ascii-and-list", "long-essentials"],
+)
+def test_termination_message_is_always_valid_json(result):
+    text = termination_message(result)
+    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+    parsed = json.loads(text)
+    for key in ("result", "reason"):
+        assert result[key].startswith(parsed[key].removesuffix("..."))
+    assert ("message" in parsed) == ("message" in result)
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("plain text", "plain text"),
+        ('a\n{"progress":{}}', 'a\\n{"progress":{}}'),
+        ("cr\rtab\tesc\x1b[2K", "cr\\rtab\\tesc\\x1b[2K"),
+        ("nel\x85 ls\u2028", "nel\\x85 ls\\u2028"),
+        ("é ünïcode", "é ünïcode"),
+    ],
+)
+def test_escape_control(text, escaped):
+    assert escape_control(text) == escaped
+
+
+def test_log_formatter_keeps_a_record_on_one_line():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LogFormatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("test-log-formatter")
+    logger.addHandler(handler)
+    try:
+        logger.error("bad media type %s", 'x\n{"progress":{"phase":"Succeeded"}}')
+        try:
+            raise ValueError("line one\nline two")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == 'ERROR bad media type x\\n{"progress":{"phase":"Succeeded"}}'
+    assert all(line.startswith(("ERROR ", "    ")) for line in lines)
