@@ -134,7 +134,9 @@ def wait_ready(env: dict[str, str], timeout: float = 300) -> dict:
     last = ""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = kubectl(env, "-n", NAMESPACE, "get", "vdi", "demo", "--no-headers", check=False).strip()
+        line = kubectl(
+            env, "-n", NAMESPACE, "get", "vdi", "demo", "--no-headers", check=False
+        ).strip()
         if line and line != last:
             print(f"   {time.strftime('%H:%M:%S')}  {line}", flush=True)
             last = line
@@ -282,7 +284,7 @@ Look around:
    kubectl -n {NAMESPACE} get vdi,pvc -o wide
    kubectl -n {NAMESPACE} describe vdi demo
    kubectl -n {NAMESPACE} get events
-   less {STATE / 'operator.log'}
+   less {STATE / "operator.log"}
 Tear down:
    make demo-down""")
     if not (checksum_ok and marker_ok):

@@ -26,8 +26,13 @@ def _claim(ref=REF, volume="", labels=None, deleting=False):
     [
         pytest.param(_claim(), True, id="unbound-claim-of-a-vmdiskimage"),
         pytest.param(_claim(ref=None), False, id="no-data-source"),
-        pytest.param(_claim(ref={"kind": "VolumeSnapshot", "name": "s",
-                                 "apiGroup": "snapshot.storage.k8s.io"}), False, id="snapshot"),
+        pytest.param(
+            _claim(
+                ref={"kind": "VolumeSnapshot", "name": "s", "apiGroup": "snapshot.storage.k8s.io"}
+            ),
+            False,
+            id="snapshot",
+        ),
         pytest.param(_claim(ref={**REF, "apiGroup": "other.example.com"}), False, id="other-group"),
         pytest.param(_claim(ref={"kind": "VMDiskImage", "name": "x"}), False, id="core-group"),
         pytest.param(_claim(volume="pv-1"), False, id="already-bound"),
