@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import datapath  # noqa: E402
 
-from tests.cluster.kube import Cluster, cluster_env  # noqa: E402
+from tests.cluster.kube import Cluster, cluster_env, pvc_manifest  # noqa: E402
 from tests.cluster.operator import Operator, populated_claim, vmdiskimage  # noqa: E402
 from tests.support.images import make_disk  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
@@ -143,9 +143,7 @@ def unrelated_claims(c: Cluster, namespace: str, count: int, start: int = 0) -> 
     """PVCs of a class that provisions nothing: they stay Pending, cost only API objects."""
     items = []
     for i in range(start, start + count):
-        claim = populated_claim(f"unrelated-{i}", "none", "bench-no-provisioner", size="1Mi")
-        del claim["spec"]["dataSourceRef"]
-        items.append(claim)
+        items.append(pvc_manifest(f"unrelated-{i}", "bench-no-provisioner", size="1Mi"))
     for i in range(0, len(items), 50):
         c.apply(namespace, *items[i : i + 50])
 

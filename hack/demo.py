@@ -95,6 +95,18 @@ def stop_background(name: str) -> None:
     (STATE / f"{name}.pid").unlink(missing_ok=True)
 
 
+def wait_http(url: str, seconds: float, failure: str) -> None:
+    """Poll url until it answers; exit with failure when it does not within seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(failure)
+
+
 def make_disk(path: Path, marker: str) -> str:
     """A raw disk: MBR with one Linux partition holding ext4 with /hello.txt. Its sha256."""
     root = Path(tempfile.mkdtemp(prefix="vmdi-demo-root-"))
@@ -203,14 +215,9 @@ def up() -> None:
         "log": {"level": "warn", "accesslog": {"disabled": True}},
     }))  # fmt: skip
     start_background("registry", ["docker-registry", "serve", str(config)])
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://{registry}/v2/", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        raise SystemExit(f"the registry did not start; see {STATE / 'registry.log'}")
+    wait_http(
+        f"http://{registry}/v2/", 10, f"the registry did not start; see {STATE / 'registry.log'}"
+    )
 
     say("Making a sample disk (MBR, ext4, /hello.txt) and pushing it as a containerDisk")
     marker = f"hello from vmdiskimage {secrets.token_hex(4)}"
@@ -230,14 +237,9 @@ def up() -> None:
         env={**os.environ, "KUBECONFIG": env["KUBECONFIG"],
              "ANSIBLE_OPERATOR": env["VMDI_ANSIBLE_OPERATOR"]},
     )  # fmt: skip
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"http://{HEALTH}/readyz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        raise SystemExit("the operator did not become ready; see " + str(STATE / "operator.log"))
+    wait_http(
+        f"http://{HEALTH}/readyz", 60, f"the operator is not ready; see {STATE / 'operator.log'}"
+    )
     t = lap("operator started", t)
 
     say("Applying a VMDiskImage that creates PVC demo-root and fills it")

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.kube import REPO, Cluster
+from tests.cluster.kube import REPO, Cluster, pvc_manifest
 
 RUN_OPERATOR = REPO / "hack" / "run-operator.sh"
 HEALTH_ADDRESS = "127.0.0.1:16789"
@@ -114,22 +114,13 @@ def populated_claim(
     name: str, vmdiskimage_name: str, storage_class: str, *, block: bool = False, size: str = "80Mi"
 ) -> dict[str, Any]:
     """A user-written claim with nothing but a dataSourceRef to the VMDiskImage."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": storage_class,
-            "volumeMode": "Block" if block else "Filesystem",
-            "resources": {"requests": {"storage": size}},
-            "dataSourceRef": {
-                "apiGroup": "vm.example.com",
-                "kind": "VMDiskImage",
-                "name": vmdiskimage_name,
-            },
-        },
+    claim = pvc_manifest(name, storage_class, block=block, size=size)
+    claim["spec"]["dataSourceRef"] = {
+        "apiGroup": "vm.example.com",
+        "kind": "VMDiskImage",
+        "name": vmdiskimage_name,
     }
+    return claim
 
 
 def pull_secret(name: str, config: dict[str, Any]) -> dict[str, Any]:

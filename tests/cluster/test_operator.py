@@ -179,6 +179,37 @@ def _read_back(cluster: Cluster, namespace: str, claim: str, *, block: bool, siz
     return run_pod(cluster, namespace, f"verify-{claim}", script, pvc=claim, block=block)
 
 
+def _apply_private(
+    cluster: Cluster,
+    namespace: str,
+    registry: Registry,
+    source: str,
+    name: str,
+    password: str | None = None,
+) -> None:
+    """A VMDiskImage of the private registry: pull secret, CA ConfigMap, created PVC."""
+    cluster.apply(namespace, pull_secret("pull", registry.dockerconfigjson(password=password)))
+    ca_bundle = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "registry-ca"},
+        "data": {"ca.crt": Path(registry.ca_file).read_text()},  # type: ignore[arg-type]
+    }
+    cluster.apply(namespace, ca_bundle)
+    cluster.apply(
+        namespace,
+        vmdiskimage(
+            name,
+            source,
+            f"{name}-root",
+            insecureRegistry=False,
+            pullSecretName="pull",
+            caBundleConfigMap={"name": "registry-ca"},
+            targetPVC={"name": f"{name}-root", "createIfNotExist": True},
+        ),
+    )
+
+
 # -- happy paths ---------------------------------------------------------------------------
 
 
@@ -280,29 +311,7 @@ def test_private_tls_registry_with_a_pull_secret(
     private_disk: str,
     disk: Path,
 ) -> None:
-    cluster.apply(namespace, pull_secret("pull", private_registry.dockerconfigjson()))
-    ca = Path(private_registry.ca_file).read_text()  # type: ignore[arg-type]
-    cluster.apply(
-        namespace,
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "registry-ca"},
-            "data": {"ca.crt": ca},
-        },
-    )
-    cluster.apply(
-        namespace,
-        vmdiskimage(
-            "private",
-            private_disk,
-            "private-root",
-            insecureRegistry=False,
-            pullSecretName="pull",
-            caBundleConfigMap={"name": "registry-ca"},
-            targetPVC={"name": "private-root", "createIfNotExist": True},
-        ),
-    )
+    _apply_private(cluster, namespace, private_registry, private_disk, "private")
 
     final = _wait_phase(cluster, namespace, "private", "Ready", operator)
 
@@ -359,31 +368,7 @@ def test_denied_credentials_fail_with_an_event_on_the_claim(
     private_registry: Registry,
     private_disk: str,
 ) -> None:
-    cluster.apply(
-        namespace, pull_secret("pull", private_registry.dockerconfigjson(password="wrong"))
-    )
-    ca = Path(private_registry.ca_file).read_text()  # type: ignore[arg-type]
-    cluster.apply(
-        namespace,
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "registry-ca"},
-            "data": {"ca.crt": ca},
-        },
-    )
-    cluster.apply(
-        namespace,
-        vmdiskimage(
-            "denied",
-            private_disk,
-            "denied-root",
-            insecureRegistry=False,
-            pullSecretName="pull",
-            caBundleConfigMap={"name": "registry-ca"},
-            targetPVC={"name": "denied-root", "createIfNotExist": True},
-        ),
-    )
+    _apply_private(cluster, namespace, private_registry, private_disk, "denied", password="wrong")
 
     final = _wait_phase(cluster, namespace, "denied", "Failed", operator)
 
