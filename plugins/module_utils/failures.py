@@ -10,6 +10,12 @@ from __future__ import annotations
 import json
 import traceback
 
+from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import (
+    ApiError,
+    ApiUnreachable,
+    ConfigError,
+)
+
 try:
     from vmdiskimage.errors import VMDiskImageError
 except ImportError:
@@ -39,38 +45,21 @@ _API_HINTS = {
 
 
 def _api_error_details(exc):
-    """``(status, reason, message)`` of a kubernetes ApiException or DynamicApiError."""
-    status = getattr(exc, "status", None)
-    reason = getattr(exc, "reason", None) or "ApiError"
+    """``(status, reason, message)`` of an ApiError, from the API's Status body."""
+    status = exc.status
+    reason = exc.reason or "ApiError"
     message = str(reason)
-    body = getattr(exc, "body", None)
-    if body:
+    if exc.body:
         try:
-            doc = json.loads(body)
-        except (TypeError, ValueError):
-            message = body if isinstance(body, str) else message
+            doc = json.loads(exc.body)
+        except ValueError:
+            message = exc.body[:500]
         else:
             if isinstance(doc, dict):
                 message = doc.get("message") or message
                 reason = doc.get("reason") or reason
     reason = "".join(part[:1].upper() + part[1:] for part in str(reason).split())
     return status, reason, message
-
-
-def _is_api_error(exc):
-    try:
-        from kubernetes.client.rest import ApiException
-    except ImportError:
-        return False
-    return isinstance(exc, ApiException)
-
-
-def _is_connection_error(exc):
-    try:
-        from urllib3.exceptions import HTTPError
-    except ImportError:
-        return False
-    return isinstance(exc, HTTPError)
 
 
 def describe_exception(exc, action):
@@ -81,21 +70,21 @@ def describe_exception(exc, action):
         details = exc.to_dict()
         details.pop("message", None)
         return dict(msg=f"{action}: {exc.message}", **details)
-    if _is_api_error(exc):
+    if isinstance(exc, ApiError):
         status, reason, message = _api_error_details(exc)
         hint = _API_HINTS.get(status)
         msg = f"{action}: the Kubernetes API answered {status} {reason}: {message}"
         if hint:
             msg = f"{msg} ({hint})"
         return dict(msg=msg, reason=reason, status=status)
-    if _is_connection_error(exc):
+    if isinstance(exc, ApiUnreachable):
         return dict(
             msg=f"{action}: cannot reach the Kubernetes API server ({exc}); check the "
             "host in the kubeconfig or K8S_AUTH_HOST, and that the server is up",
             reason="ApiServerUnreachable",
         )
-    if type(exc).__name__ == "CoreException":
-        # kubernetes.core's client setup errors: no kubeconfig, bad context, ...
+    if isinstance(exc, ConfigError):
+        # No kubeconfig, a bad context, an exec plugin that failed, ...
         return dict(msg=f"{action}: {exc}", reason="KubernetesClientError")
     return dict(
         msg=f"{action}: unexpected {type(exc).__name__}: {exc}",

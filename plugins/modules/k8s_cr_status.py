@@ -63,7 +63,7 @@ attributes:
   platform:
     platforms: posix
 requirements:
-  - kubernetes >= 24.2.0 (the Python client used by kubernetes.core)
+  - kubernetes.core (for its connection options); the Kubernetes Python client is not used
 """
 
 EXAMPLES = r"""

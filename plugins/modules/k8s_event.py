@@ -58,7 +58,7 @@ attributes:
   platform:
     platforms: posix
 requirements:
-  - kubernetes >= 24.2.0 (the Python client used by kubernetes.core)
+  - kubernetes.core (for its connection options); the Kubernetes Python client is not used
 notes:
   - Events of cluster-scoped objects (such as PersistentVolumes) are recorded in the
     C(default) namespace, as Kubernetes components do.
@@ -200,10 +200,10 @@ def record(module, client, events, ref):
         if module.check_mode:
             return body
         try:
-            return client.client.create(events, body=body, namespace=namespace).to_dict()
+            return client.create(events, body, namespace)
         except ConflictError:
             # Recorded by someone else since our read: count this one on top of theirs.
-            existing = client.get(events, name=name, namespace=namespace).to_dict()
+            existing = client.get(events, name, namespace)
     patch = repeat_patch(existing, now)
     if module.check_mode:
         existing.update(count=patch["count"], lastTimestamp=now)

@@ -13,9 +13,10 @@ description:
     StorageClass, the prime PVC C(prime-<claim uid>), the populator pod
     C(populate-<claim uid>), the pod's latest progress line or its result, and the
     PersistentVolume of a bound claim.
-  - One run instead of one C(kubernetes.core.k8s_info) per object - each module run costs
-    about a CPU-second (interpreter, Kubernetes client, discovery), and the operator
-    runs this on every look at an import.
+  - One run instead of one C(kubernetes.core.k8s_info) per object, on the collection's
+    own small REST client - a C(kubernetes.core.k8s_info) run costs about a CPU-second
+    (interpreter, Kubernetes client, discovery), and the operator runs this on every look
+    at an import.
   - Objects that do not exist are returned as V(null); nothing is written.
 author:
   - vmdiskimage-operator maintainers (@vm-example)
@@ -44,7 +45,7 @@ attributes:
   platform:
     platforms: posix
 requirements:
-  - kubernetes >= 24.2.0 (the Python client used by kubernetes.core)
+  - kubernetes.core (for its connection options); the Kubernetes Python client is not used
 """
 
 EXAMPLES = r"""
@@ -149,16 +150,14 @@ ARGUMENT_SPEC = dict(
 def pod_log(client, pods, name, namespace, lines):
     """The last lines of a pod's log ('' when it cannot be read yet)."""
     try:
-        resp = client.client.request(
+        return client.request(
             "GET",
             f"{pods.path(name=name, namespace=namespace)}/log",
-            query_params=[("tailLines", lines)],
-            header_params={"Accept": "text/plain"},
+            query={"tailLines": lines},
+            accept="text/plain",
         )
     except Exception:  # the container may not have started; progress then waits
         return ""
-    data = resp.data if hasattr(resp, "data") else resp
-    return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
 
 def read(module, client):

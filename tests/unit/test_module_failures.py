@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from kubernetes.client.rest import ApiException
-from kubernetes.dynamic.exceptions import api_exception
-from urllib3.exceptions import NewConnectionError
 
 from tests.module_harness import module_utils
 from vmdiskimage import errors
@@ -15,12 +12,12 @@ from vmdiskimage import errors
 pytestmark = pytest.mark.unit
 
 failures = module_utils("failures")
+k8s = module_utils("k8s")
 
 
 def _api_error(status: int, reason: str, message: str):
-    exc = ApiException(status=status, reason=reason)
-    exc.body = json.dumps({"kind": "Status", "reason": reason, "message": message})
-    return api_exception(exc)
+    body = json.dumps({"kind": "Status", "reason": reason, "message": message})
+    return k8s.ApiError(status, reason, body)
 
 
 @pytest.mark.parametrize(
@@ -34,7 +31,7 @@ def _api_error(status: int, reason: str, message: str):
         (_api_error(404, "NotFound", "pvc x not found"), "NotFound", ["404", "pvc x not found"]),
         (_api_error(409, "Conflict", "changed"), "Conflict", ["run the task again"]),
         (
-            NewConnectionError(None, "Connection refused"),
+            k8s.ApiUnreachable("https://127.0.0.1:1: Connection refused"),
             "ApiServerUnreachable",
             ["cannot reach the Kubernetes API server"],
         ),
@@ -42,6 +39,11 @@ def _api_error(status: int, reason: str, message: str):
             failures.ModuleFailure("PV is bound elsewhere", "BoundToOtherClaim"),
             "BoundToOtherClaim",
             ["bound elsewhere"],
+        ),
+        (
+            k8s.ConfigError("kubeconfig /x has no current-context; give a context"),
+            "KubernetesClientError",
+            ["no current-context"],
         ),
         (ValueError("boom"), "InternalError", ["ValueError", "boom"]),
     ],
