@@ -69,8 +69,12 @@ options:
     type: str
 attributes:
   check_mode:
-    support: partial
-    details: Reports what would change without writing; O(state=applied) reports a change.
+    support: full
+    details: >-
+      Nothing is written. O(state=applied) and O(state=patched) send the request with
+      C(dryRun=All), so the API server validates it and returns the object as it would be,
+      and C(changed) says whether that differs from the stored object; O(state=present)
+      reports a change when the object does not exist; O(state=absent) when it does.
   diff_mode:
     support: none
   platform:
@@ -150,13 +154,13 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures im
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import (
     APPLY_PATCH,
     JSON_PATCH,
+    MERGE_PATCH,
     ConflictError,
     NotFoundError,
     api_client,
     find_resource,
     get_object,
     k8s_module,
-    merge_patch,
 )
 
 ARGUMENT_SPEC = dict(
@@ -196,6 +200,22 @@ def identify(definition):
     return definition["apiVersion"], definition["kind"], meta["name"], meta.get("namespace")
 
 
+def differs(existing, would_be):
+    """Whether a dry-run result changes the stored object (bookkeeping fields aside)."""
+    if existing is None:
+        return True
+
+    def content(obj):
+        meta = {
+            key: value
+            for key, value in obj.get("metadata", {}).items()
+            if key not in ("managedFields", "resourceVersion", "generation")
+        }
+        return {**obj, "metadata": meta}
+
+    return content(existing) != content(would_be)
+
+
 def write(module, client, definition):
     """Do ``state`` to one object; returns ``(object or None, changed, created)``."""
     params = module.params
@@ -213,25 +233,31 @@ def write(module, client, definition):
             return None, False, False
         return None, True, False
     if state == "applied":
-        if module.check_mode:
-            return definition, True, False
         query = {"fieldManager": params["field_manager"]}
         if params["force_conflicts"]:
             query["force"] = "true"
+        if module.check_mode:
+            existing = get_object(client, resource, name, namespace)
+            would_be = client.patch(
+                resource, definition, name, namespace, APPLY_PATCH, dryRun="All", **query
+            )
+            return would_be, differs(existing, would_be), existing is None
         applied = client.patch(resource, definition, name, namespace, APPLY_PATCH, **query)
         return applied, True, False
     if state == "patched":
         existing = get_object(client, resource, name, namespace)
         if existing is None:
             raise ModuleFailure(f"{kind} {namespace or ''}/{name} does not exist", "NotFound")
-        if module.check_mode:
-            return existing, True, False
         if params["json_patch"] is not None:
             if not params["json_patch"]:
                 return existing, False, False
-            patched = client.patch(resource, params["json_patch"], name, namespace, JSON_PATCH)
+            body, content_type = params["json_patch"], JSON_PATCH
         else:
-            patched = merge_patch(client, resource, definition, name, namespace)
+            body, content_type = definition, MERGE_PATCH
+        if module.check_mode:
+            would_be = client.patch(resource, body, name, namespace, content_type, dryRun="All")
+            return would_be, differs(existing, would_be), False
+        patched = client.patch(resource, body, name, namespace, content_type)
         changed = patched["metadata"].get("resourceVersion") != existing["metadata"].get(
             "resourceVersion"
         )

@@ -78,6 +78,10 @@ class FakeApi(BaseHTTPRequestHandler):
             return self._answer(200, CORE)
         if self.command == "POST":
             return self._answer(409, {"kind": "Status", "reason": "AlreadyExists"})
+        stored = self.objects.get(self.path.split("?")[0])
+        if self.command == "PATCH" and "dryRun=All" in self.path and stored is not None:
+            # What a dry run answers: the stored object with the (merge) patch applied.
+            return self._answer(200, {**stored, **json.loads(body)})
         if self.path in self.objects:
             return self._answer(200, self.objects[self.path])
         return self._answer(404, {"kind": "Status", "reason": "NotFound", "message": "nope"})
@@ -276,6 +280,31 @@ def test_k8s_objects_absent_of_a_missing_object_is_no_change(api):
     result = run_objects(api, state="absent", definitions=[POD])
     assert result["changed"] is False
     assert FakeApi.seen[-1]["method"] == "DELETE"
+
+
+@pytest.mark.parametrize(
+    ("state", "spec", "changed"),
+    [
+        pytest.param("patched", {"old": True}, False, id="patched-same"),
+        pytest.param("patched", {"new": True}, True, id="patched-different"),
+        pytest.param("applied", {"old": True}, False, id="applied-same"),
+        pytest.param("applied", {"new": True}, True, id="applied-different"),
+    ],
+)
+def test_k8s_objects_check_mode_asks_the_server_for_a_dry_run(api, state, spec, changed):
+    path = "/api/v1/namespaces/ns/pods/p"
+    FakeApi.objects[path] = dict(POD, spec={"old": True})
+    result = run_module(
+        "k8s_objects",
+        {"state": state, "definitions": [dict(POD, spec=spec)]},
+        check_mode=True,
+        env={"K8S_AUTH_HOST": api, "K8S_AUTH_API_KEY": "k"},
+    )
+    assert result["changed"] is changed
+    assert result["results"][0]["spec"] == spec
+    writes = [s for s in FakeApi.seen if s["method"] not in ("GET",)]
+    assert writes, "check mode asks the server"
+    assert all("dryRun=All" in s["path"] for s in writes), [s["path"] for s in writes]
 
 
 @pytest.mark.parametrize(
