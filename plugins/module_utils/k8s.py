@@ -1,3 +1,7 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Kubernetes access shared by the modules: kubernetes.core's auth options and client.
 
 The modules take the same connection options (and K8S_AUTH_* environment variables) as
