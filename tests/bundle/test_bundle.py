@@ -188,7 +188,8 @@ def test_bundle_image_builds_with_the_bundle_labels(tmp_path: Path):
     tag = "localhost/vmdiskimage-operator-bundle:test"
     build = subprocess.run(
         ["buildah", "bud", "--quiet", "--isolation", "chroot", "--layers=false",
-         "--ignorefile", "bundle.Dockerfile.dockerignore", "-f", "bundle.Dockerfile", "-t", tag, "."],
+         "--ignorefile", "bundle.Dockerfile.dockerignore",
+         "-f", "bundle.Dockerfile", "-t", tag, "."],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
