@@ -38,7 +38,8 @@ if [[ ! -x "$OUT/operator-sdk" ]]; then
       go mod download "$MODULE@$VERSION")
     mkdir -p "$at"
     cp "$scratch/cache/cache/download/$MODULE/@v/$VERSION.zip" "$at/.zip.tmp"
-    unzip -p "$at/.zip.tmp" "$MODULE@$VERSION/go.mod" >"$at/$VERSION.mod"
+    python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+      "$at/.zip.tmp" "$MODULE@$VERSION/go.mod" >"$at/$VERSION.mod"
     printf '{"Version":"%s"}\n' "$VERSION" >"$at/$VERSION.info"
     mv "$at/.zip.tmp" "$at/$VERSION.zip"
   fi
