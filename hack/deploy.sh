@@ -36,12 +36,21 @@ undeploy() {
     log "deleting every VMDiskImage while the operator can still finalize them"
     "$KUBECTL" delete vmdiskimages --all --all-namespaces --wait --timeout="$TIMEOUT"
   fi
+  # The manager first, and wait until its pod is gone: while the claim marker runs it
+  # would label again the claims released below.
+  "$KUBECTL" -n "$NS" delete deployment "$DEPLOYMENT" --ignore-not-found --wait --timeout="$TIMEOUT"
+  "$KUBECTL" -n "$NS" wait --for=delete pod -l control-plane=controller-manager --timeout="$TIMEOUT" 2>/dev/null || true
+  release_claims
   if has_crd volumepopulators.populator.storage.k8s.io; then
     "$KUBECTL" delete --ignore-not-found -k "$REPO/config/populator"
   fi
   "$KUBECTL" delete --ignore-not-found --wait --timeout="$TIMEOUT" -k "$REPO/config/default"
-  # Claims left Pending by an aborted import keep the operator's finalizer and label;
-  # with no operator to remove them, the claims could never be deleted.
+}
+
+# Claims left Pending by an aborted import (or naming a VMDiskImage that never existed)
+# keep the operator's finalizer and label; with no operator to remove them, such a claim
+# could never be deleted. An operator installed later labels them again.
+release_claims() {
   local claim
   for claim in $("$KUBECTL" get pvc --all-namespaces -l vm.example.com/populate \
     -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}'); do
