@@ -58,7 +58,7 @@ fmt: venv ## Format the Python code with ruff.
 # The one test command. The cluster tier brings the local node up and always takes it
 # down again; pytest's exit code 5 (no tests collected) fails the run like any failure.
 .PHONY: test
-test: lint test-unit test-registry test-sanity test-cluster ## Run every tier: lint, unit, registry, sanity, cluster. CI runs this.
+test: lint test-unit test-registry test-sanity test-bundle test-cluster ## Run every tier: lint, unit, registry, sanity, bundle, cluster. CI runs this.
 
 .PHONY: test-unit
 test-unit: venv collection-link ## Unit tests: pure logic, no services.
@@ -71,6 +71,10 @@ test-registry: venv collection-link ## Registry tier: real docker-registry (plai
 .PHONY: test-sanity
 test-sanity: venv collection-link ## ansible-test sanity on the collection's plugins (slow the first time).
 	$(PYTEST) -m sanity
+
+.PHONY: test-bundle
+test-bundle: venv ## Bundle tier: the committed bundle is what `make bundle` makes, passes operator-sdk bundle validate (operatorframework suite), broken ones fail; its image builds.
+	$(PYTEST) -m bundle
 
 .PHONY: test-cluster
 test-cluster: venv collection-link build/ansible-operator build/collections ## Cluster tier: brings the local node up, runs the tests, takes it down.
@@ -86,6 +90,36 @@ bench-operator: venv collection-link build/ansible-operator ## Benchmark the ope
 .PHONY: bench-datapath
 bench-datapath: venv ## Benchmark the data path against a two-pass import and the floor; prints figures.
 	$(PY) bench/datapath.py
+
+##@ Deployment (kustomize) and the OLM bundle
+
+# The bundle's version and the images it installs: where a release is pushed. Locally
+# built images are localhost/vmdiskimage-{operator,populator}:dev (`make deploy` uses those).
+VERSION ?= 0.1.0
+IMG ?= quay.io/vm-example/vmdiskimage-operator:v$(VERSION)
+POPULATOR_IMG ?= quay.io/vm-example/vmdiskimage-populator:v$(VERSION)
+BUNDLE_IMG ?= localhost/vmdiskimage-operator-bundle:v$(VERSION)
+
+.PHONY: deploy
+deploy: ## Install the operator into your kubeconfig's cluster with kustomize (config/default; images from operator-image, populator-image).
+	hack/deploy.sh deploy
+
+.PHONY: undeploy
+undeploy: ## Remove it: VMDiskImages first (imports in flight stop), then the operator and its CRD; filled PVCs stay.
+	hack/deploy.sh undeploy
+
+.PHONY: operator-sdk
+operator-sdk: ## Build operator-sdk from its Go module (cached in ~/.cache/vmdiskimage) and print its path.
+	hack/operator-sdk.sh
+
+.PHONY: bundle
+bundle: ## Generate bundle/ and bundle.Dockerfile with operator-sdk and validate them (VERSION, IMG, POPULATOR_IMG).
+	VERSION=$(VERSION) IMG=$(IMG) POPULATOR_IMG=$(POPULATOR_IMG) hack/bundle.sh
+
+.PHONY: bundle-image
+bundle-image: ## Build the bundle image $(BUNDLE_IMG) from bundle.Dockerfile with buildah (root).
+	buildah bud --quiet --isolation chroot --layers=false --ignorefile bundle.Dockerfile.dockerignore \
+	  -f bundle.Dockerfile -t $(BUNDLE_IMG) .
 
 ##@ Ansible
 

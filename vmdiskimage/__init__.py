@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Stream VM disk images from OCI registries into Kubernetes volumes.
 
 The package is the data path of vmdiskimage-operator: a registry client

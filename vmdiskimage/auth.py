@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Registry credentials (dockerconfigjson files) and WWW-Authenticate challenges."""
 
 from __future__ import annotations

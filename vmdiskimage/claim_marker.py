@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """``vmdiskimage-claim-marker``: label the claims the operator must populate.
 
 The operator's PersistentVolumeClaim watch (watches.yaml) has a label selector, so

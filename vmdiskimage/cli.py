@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """``vmdiskimage``: the command line for people (push a disk, inspect an image)."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Decompression of layer and artifact streams: gzip, zstd, xz, or none.
 
 gzip is the usual containerDisk layer encoding, so it goes through zlib-ng when

@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """One exception hierarchy for the data path.
 
 Every error carries a CamelCase ``reason`` (used for Kubernetes events, the

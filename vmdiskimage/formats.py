@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Disk format detection from bytes, and qemu-img for the formats that need it.
 
 The format of a source is decided from its first bytes, never from a file name or

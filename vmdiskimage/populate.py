@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """``vmdiskimage-populate``: what the populator pod runs.
 
 One pass: registry -> decompress -> (tar walk) -> sparse write -> grow to the target

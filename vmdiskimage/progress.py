@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Progress while copying, and the result in the pod's termination message.
 
 The populator pod has no Kubernetes API access, so it reports through what the

@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """``vmdiskimage push``: publish a local raw or qcow2 disk as an OCI artifact or containerDisk.
 
 An **artifact** is one layer, the disk file itself compressed (zstd by default), with

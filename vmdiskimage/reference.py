@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """OCI image references: ``[registry/]repository[:tag][@digest]``."""
 
 from __future__ import annotations

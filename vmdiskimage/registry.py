@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """A small OCI distribution client: manifests, indexes, streamed and verified blobs, push.
 
 One :class:`RegistryClient` talks to one registry host. It handles anonymous, basic

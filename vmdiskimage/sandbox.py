@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """A Landlock filesystem sandbox for the qemu-img child process.
 
 qemu-img opens whatever files a disk image names (backing files, qcow2 data files,

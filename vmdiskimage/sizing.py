@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Sizing maths: Kubernetes quantities, virtual sizes and the PVC size a disk needs."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Where the disk sits in an image: containerDisk layers or an OCI artifact layer.
 
 * **containerDisk** (KubeVirt): a container image whose filesystem holds one regular

@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The sparse streaming writer: a file (Filesystem volume) or a block device target.
 
 Zero blocks are skipped instead of written. On a file they become holes (the file

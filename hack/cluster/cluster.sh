@@ -122,7 +122,7 @@ build_binaries() {
     ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=${v%%.*} -X $p.gitMinor=$(cut -d. -f2 <<<"$v")"
     ld+=" -X $p.gitCommit=$K8S_COMMIT -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  for p in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+  for p in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     go_build "$(k8s_dir)" "$HERE/gomod/kubernetes" "$p" "k8s.io/kubernetes/cmd/$p" "$ld"
   done
   go_build "$(etcd_dir)" "$HERE/gomod/etcd" etcd go.etcd.io/etcd/server/v3 \
@@ -339,10 +339,13 @@ make_pki() {
   cert controller-manager "/CN=system:kube-controller-manager"
   cert scheduler "/CN=system:kube-scheduler"
   cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "DNS:$NODE_NAME,DNS:localhost,IP:127.0.0.1,IP:$BRIDGE_IP"
+  # system:kube-proxy is bound to the built-in system:node-proxier role.
+  cert kube-proxy "/CN=system:kube-proxy"
   kubeconfig admin vmdiskimage-admin "$KUBECONFIG_FILE"
   kubeconfig controller-manager system:kube-controller-manager "$STATE/controller-manager.kubeconfig"
   kubeconfig scheduler system:kube-scheduler "$STATE/scheduler.kubeconfig"
   kubeconfig kubelet "system:node:$NODE_NAME" "$STATE/kubelet.kubeconfig"
+  kubeconfig kube-proxy system:kube-proxy "$STATE/kube-proxy.kubeconfig"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -403,12 +406,12 @@ setup_network() {
     ip addr add "$BRIDGE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
   fi
   ip link set "$BRIDGE" up
-  # There is no kube-proxy: pods reach the API through the `kubernetes` service
-  # address, so translate just that one address to the API server on the bridge.
-  iptables -t nat -C PREROUTING -d "$API_SERVICE_IP/32" -p tcp --dport 443 -m comment --comment "$IPT_COMMENT" \
-    -j DNAT --to-destination "$BRIDGE_IP:$API_PORT" 2>/dev/null ||
-    iptables -t nat -A PREROUTING -d "$API_SERVICE_IP/32" -p tcp --dport 443 -m comment --comment "$IPT_COMMENT" \
-      -j DNAT --to-destination "$BRIDGE_IP:$API_PORT"
+  # Services are kube-proxy's (start_kube_proxy). A pod reaching another pod through a
+  # Service is routed through the host (forwarding) and, the two being on one bridge,
+  # only passes kube-proxy's iptables rules when bridged traffic does (br_netfilter).
+  sysctl -qw net.ipv4.ip_forward=1
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1 ||
+    die "net.bridge.bridge-nf-call-iptables cannot be set: the br_netfilter module is not loaded"
   mkdir -p "$STATE/cni/net.d" "$STATE/cni/ipam"
   cat >"$STATE/cni/net.d/10-vmdi.conflist" <<EOF
 {
@@ -556,6 +559,34 @@ EOF
     sh -c "kubectl --kubeconfig '$KUBECONFIG_FILE' get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 }
 
+# kube-proxy in iptables mode, as on most clusters: every Service (the `kubernetes` one
+# included) is a set of DNAT rules to its endpoints, for pods and for this host alike.
+# Conntrack tables are left as the host has them (the sysctls may be read-only here).
+start_kube_proxy() {
+  cat >"$STATE/kube-proxy-config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
+hostnameOverride: $NODE_NAME
+mode: iptables
+clusterCIDR: $POD_CIDR
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [$BRIDGE_IP/32]
+iptables: {minSyncPeriod: 0s, syncPeriod: 30s}
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+  start kube-proxy "$(k8s_dir)/kube-proxy" --config "$STATE/kube-proxy-config.yaml" --v=1
+  wait_for "kube-proxy's rules for the kubernetes service" 60 \
+    sh -c "iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 'default/kubernetes:https'"
+}
+
+# Drop every iptables chain and rule kube-proxy made (it leaves them when stopped).
+cleanup_kube_proxy() {
+  [[ -x "$(k8s_dir)/kube-proxy" ]] || return 0
+  "$(k8s_dir)/kube-proxy" --cleanup --v=0 >/dev/null 2>&1 || true
+}
+
 start_storage() {
   start csi-hostpath "$(csi_dir)/vmdi-csi-hostpath" --drivername "$CSI_DRIVER" --nodeid "$NODE_NAME" \
     --endpoint "$CSI_SOCK" --data-dir "$STATE/csi-data" --registration-dir "$KUBELET_DIR/plugins_registry"
@@ -597,7 +628,7 @@ cmd_up() {
   ensure_packages
   build_binaries
   # An `up` on a complete, healthy node is a no-op.
-  if api_up && running kubelet && running csi-hostpath && running csi-provisioner && running containerd; then
+  if api_up && running kubelet && running kube-proxy && running csi-hostpath && running csi-provisioner && running containerd; then
     log "already up"
     return 0
   fi
@@ -618,7 +649,10 @@ cmd_up() {
   start_apiserver
   start_controllers
   start_kubelet
+  start_kube_proxy
   start_storage
+  # The VolumePopulator kind (config/populator registers VMDiskImage with it).
+  kc apply -f "$HERE/volumepopulator-crd.yaml" >/dev/null
   wait_for "default service account" 60 kc -n default get serviceaccount default
   log "up in $((SECONDS - t0)) s; kubeconfig: $KUBECONFIG_FILE"
 }
@@ -679,6 +713,7 @@ remove_kubepods_cgroups() {
 
 cmd_down() {
   stop csi-provisioner
+  stop kube-proxy
   stop kubelet
   stop_pods
   stop csi-hostpath
@@ -697,6 +732,8 @@ cmd_down() {
   unmount_under "$STATE/"
   unmount_under "$CONTAINERD_ROOT/"
   detach_loops_under "$STATE"
+  cleanup_kube_proxy
+  # The one DNAT rule nodes made before kube-proxy ran here.
   while iptables -t nat -D PREROUTING -d "$API_SERVICE_IP/32" -p tcp --dport 443 -m comment --comment "$IPT_COMMENT" \
     -j DNAT --to-destination "$BRIDGE_IP:$API_PORT" 2>/dev/null; do :; done
   ip link delete "$BRIDGE" 2>/dev/null || true
@@ -716,7 +753,7 @@ cmd_down() {
 
 cmd_status() {
   local n rc=0
-  for n in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet csi-hostpath csi-provisioner; do
+  for n in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy csi-hostpath csi-provisioner; do
     if running "$n"; then echo "$n: running (pid $(pid_of "$n"))"; else echo "$n: stopped"; rc=1; fi
   done
   if api_up; then kc get nodes -o wide; else echo "API: unreachable"; rc=1; fi

@@ -1,3 +1,7 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Options naming one Kubernetes object, shared by the modules that act on one."""
 
 from __future__ import annotations

@@ -1,3 +1,7 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The one way modules of this collection turn an exception into ``fail_json``.
 
 Every failure carries ``msg`` (a sentence a person can act on) and ``reason`` (a CamelCase

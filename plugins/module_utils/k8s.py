@@ -1,3 +1,7 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Kubernetes access shared by the modules: a small REST client on the standard library.
 
 The modules run once per task, many times per import, and each run pays for its imports:

@@ -1,3 +1,7 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What a populator pod reports, read from its log and its termination message.
 
 Pure functions over the pod object and log text (the formats are those of

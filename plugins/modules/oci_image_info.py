@@ -1,4 +1,8 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Describe the VM disk inside an OCI image, reading only its manifest and first bytes."""
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Hand a PersistentVolume from the populator's prime PVC to the user's PVC."""
 
 from __future__ import annotations
