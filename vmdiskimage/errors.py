@@ -135,5 +135,17 @@ class TargetError(VMDiskImageError):
     reason = "TargetWriteFailed"
 
 
+class TargetFull(TargetError):
+    """The target volume ran out of space: it holds less than its claim says."""
+
+    reason = "TargetFull"
+
+
+class TargetNotWritable(TargetError):
+    """The pod's user may not open the target (a block device owned by root, typically)."""
+
+    reason = "TargetNotWritable"
+
+
 class ConversionFailed(VMDiskImageError):
     reason = "ConversionFailed"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .compression import read_full
-from .errors import DiskTooLarge, TargetError, TargetTooSmall
+from .errors import DiskTooLarge, TargetError, TargetFull, TargetNotWritable, TargetTooSmall
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class DiskWriter:
                 os.ftruncate(self.fd, 0)
                 self.capacity = None
         except OSError as exc:
-            raise TargetError(f"cannot open target {self.path}: {exc.strerror}") from exc
+            raise open_error(self.path, exc, block=self.is_block) from exc
         if direct_io and hasattr(os, "O_DIRECT"):
             try:
                 self.direct_fd = os.open(self.path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
@@ -176,9 +176,7 @@ class DiskWriter:
             else:
                 self._write_sparse(view, length)
         except OSError as exc:
-            raise TargetError(
-                f"writing {self.path} at {self.offset} failed: {exc.strerror}"
-            ) from exc
+            raise write_error(f"writing {self.path} at {self.offset}", exc) from exc
         self.offset = end
 
     def _write_sparse(self, view: memoryview, length: int) -> None:
@@ -304,7 +302,7 @@ class DiskWriter:
                 os.ftruncate(self.fd, size)
             os.fsync(self.fd)
         except OSError as exc:
-            raise TargetError(f"finishing {self.path} failed: {exc.strerror}") from exc
+            raise write_error(f"finishing {self.path}", exc) from exc
         finally:
             self.close()
 
@@ -321,6 +319,34 @@ class DiskWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: errno values that mean the volume has no room left (a full filesystem, a quota).
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_error(doing: str, exc: OSError) -> TargetError:
+    """The error for a failed write: a full volume is named as such."""
+    if exc.errno in NO_SPACE:
+        return TargetFull(
+            f"{doing} failed: the target volume is full ({exc.strerror}); it holds less "
+            "than its claim requested, or something else fills it"
+        )
+    return TargetError(f"{doing} failed: {exc.strerror}")
+
+
+def open_error(path: str | Path, exc: OSError, *, block: bool) -> TargetError:
+    """The error for a target that cannot be opened; a refused block device names why."""
+    if exc.errno in (errno.EACCES, errno.EPERM) and block:
+        return TargetNotWritable(
+            f"cannot open the block device {path} as uid {os.getuid()}: {exc.strerror}. The "
+            "node's container runtime leaves block devices to root unless it gives them to "
+            "the pod's user: set device_ownership_from_security_context = true in the "
+            "node's containerd or CRI-O configuration"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return TargetNotWritable(f"cannot open target {path}: {exc.strerror}")
+    return TargetError(f"cannot open target {path}: {exc.strerror}")
 
 
 #: What :func:`clear_target` zeroes on a block device that cannot be discarded.

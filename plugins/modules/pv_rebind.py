@@ -73,6 +73,13 @@ options:
       - Value of the C(vm.example.com/populated-from) annotation set on the PV.
       - Defaults to C(<prime namespace>/<prime name>).
     type: str
+  wait_bound:
+    description:
+      - Seconds to wait, after the PV points at the user's PVC, for Kubernetes to bind
+        that PVC to it (usually a second or two). C(claim_bound) says whether it did.
+      - C(0) returns at once. Nothing is waited for in check mode.
+    type: float
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -113,6 +120,13 @@ claim_ref:
     name: fedora-41-root
     uid: 6a1c2b7d-4e5f-4a60-9b1c-2d3e4f5a6b7c
     resourceVersion: "4711"
+claim_bound:
+  description:
+    - Whether the user's PVC was bound to the PV (its C(spec.volumeName) names it) when
+      the task returned; see O(wait_bound).
+  returned: success
+  type: bool
+  sample: true
 already_bound:
   description: Whether the PV already pointed at the user's PVC before the task.
   returned: success
@@ -124,6 +138,8 @@ reason:
   type: str
   sample: BoundToOtherClaim
 """
+
+import time
 
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures import (
     ModuleFailure,
@@ -155,7 +171,10 @@ ARGUMENT_SPEC = dict(
         options=dict(CLAIM_SPEC, resource_version=dict(type="str")),
     ),
     populated_from=dict(type="str"),
+    wait_bound=dict(type="float", default=0),
 )
+
+BIND_POLL_SECONDS = 0.25
 
 
 def _refers_to(ref, claim):
@@ -245,6 +264,20 @@ def rebind(module, client, pvs, claim):
     )
 
 
+def claim_bound(module, client, claim):
+    """Whether the user's PVC names the PV, waiting up to ``wait_bound`` seconds for it."""
+    params = module.params
+    pvcs = find_resource(client, "v1", "PersistentVolumeClaim")
+    deadline = time.monotonic() + (0 if module.check_mode else max(params["wait_bound"], 0))
+    while True:
+        pvc = get_object(client, pvcs, claim["name"], claim["namespace"])
+        if pvc is not None and (pvc.get("spec") or {}).get("volumeName") == params["name"]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(BIND_POLL_SECONDS)
+
+
 def main():
     module = k8s_module(ARGUMENT_SPEC)
     params = module.params
@@ -254,6 +287,7 @@ def main():
         claim = target_claim(module, client)
         pvs = find_resource(client, "v1", "PersistentVolume")
         result = retry_on_conflict(lambda: rebind(module, client, pvs, claim))
+        result["claim_bound"] = claim_bound(module, client, claim)
     except Exception as exc:
         fail_from_exception(module, exc, action)
     if not module._diff:

@@ -93,6 +93,15 @@ def test_pv_moves_to_the_user_pvc_which_binds(cluster, namespace, volumes):
     assert again["already_bound"] is True
 
 
+def test_wait_bound_returns_once_kubernetes_binds_the_claim(cluster, namespace, volumes):
+    prime, user = volumes
+    pv = prime["spec"]["volumeName"]
+    result = _ok(_rebind(cluster, namespace, pv, prime, user, wait_bound=60))
+    assert result["claim_bound"] is True
+    # What the role reads next sees the binding already.
+    assert cluster.get(namespace, "pvc", "disk")["spec"]["volumeName"] == pv
+
+
 def test_check_mode_shows_the_diff_and_leaves_the_pv(cluster, namespace, volumes):
     prime, user = volumes
     pv = prime["spec"]["volumeName"]

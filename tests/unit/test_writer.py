@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import io
 import os
 
@@ -107,3 +108,34 @@ def test_aligned_buffers():
     buf, start = writer._aligned_buffer(MiB)
     assert writer._address(memoryview(buf)[start:]) % writer.DIRECT_ALIGNMENT == 0
     assert len(buf) - start >= MiB
+
+
+@pytest.mark.parametrize(
+    ("err", "reason", "fragment"),
+    [
+        pytest.param(errno.ENOSPC, "TargetFull", "volume is full", id="enospc"),
+        pytest.param(errno.EDQUOT, "TargetFull", "volume is full", id="quota"),
+        pytest.param(errno.EIO, "TargetWriteFailed", "failed", id="eio"),
+    ],
+)
+def test_write_errors_name_a_full_volume(err, reason, fragment):
+    error = writer.write_error("writing /target/disk.img at 0", OSError(err, os.strerror(err)))
+    assert error.reason == reason
+    assert fragment in str(error)
+
+
+@pytest.mark.parametrize(
+    ("err", "block", "reason", "fragment"),
+    [
+        pytest.param(
+            errno.EACCES, True, "TargetNotWritable", "device_ownership_from_security_context",
+            id="block-eacces",
+        ),
+        pytest.param(errno.EROFS, False, "TargetNotWritable", "Read-only", id="file-erofs"),
+        pytest.param(errno.ENOENT, True, "TargetWriteFailed", "No such file", id="missing"),
+    ],
+)  # fmt: skip
+def test_open_errors_name_what_the_node_must_change(err, block, reason, fragment):
+    error = writer.open_error("/dev/vmdisk", OSError(err, os.strerror(err)), block=block)
+    assert error.reason == reason
+    assert fragment in str(error)
