@@ -77,11 +77,23 @@ test-bundle: venv ## Bundle tier: the committed bundle is what `make bundle` mak
 	$(PYTEST) -m bundle
 
 .PHONY: test-cluster
-test-cluster: venv collection-link build/ansible-operator build/collections ## Cluster tier: brings the local node up, runs the tests, takes it down.
+test-cluster: venv collection-link build/ansible-operator build/collections ## Cluster tier: brings the local node up, runs the tests (hardening included), prints the hardening table, takes it down.
+	rm -f build/hardening-table.jsonl
 	trap '$(CLUSTER) down' EXIT; \
 	$(CLUSTER) up; \
 	$(CLUSTER) images; \
-	$(PYTEST) -m cluster
+	$(PYTEST) -m cluster; status=$$?; \
+	$(PY) hack/hardening-table.py || true; \
+	exit $$status
+
+.PHONY: hardening
+hardening: venv collection-link build/ansible-operator build/collections ## Run the hardening cases (faults, bad input, least privilege) on the local node and print the table.
+	rm -f build/hardening-table.jsonl
+	trap '$(CLUSTER) down' EXIT; \
+	$(CLUSTER) up; \
+	$(CLUSTER) images; \
+	$(PYTEST) -m hardening || true; \
+	$(PY) hack/hardening-table.py
 
 .PHONY: bench-operator
 bench-operator: venv collection-link build/ansible-operator ## Benchmark the operator on the local node (needs cluster-up and cluster-images); prints figures.

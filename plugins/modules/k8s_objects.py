@@ -58,6 +58,17 @@ options:
     description: Take over fields that another manager owns in a server-side apply.
     type: bool
     default: false
+  wait_bound:
+    description:
+      - With O(state=present) or O(state=applied), seconds to wait for each
+        PersistentVolumeClaim among O(definitions) to be C(Bound) before the next
+        definition is written. A pod given after its claim is then created with a bound
+        claim, which the scheduler places at once (a pod that meets an unbound claim is
+        put aside and may wait minutes for its next try).
+      - A claim still unbound after the wait is named in RV(unbound); the next
+        definitions are written anyway. C(0) does not wait; nothing waits in check mode.
+    type: float
+    default: 0
   api_version:
     description: With O(state=listed), API version of the kind to list.
     type: str
@@ -138,6 +149,12 @@ resources:
   type: list
   elements: dict
   sample: [{metadata: {name: fedora-41-root, namespace: vms}}]
+unbound:
+  description: Claims that O(wait_bound) waited for in vain, as C(namespace/name).
+  returned: success, unless O(state=listed)
+  type: list
+  elements: str
+  sample: []
 created:
   description: Names of the objects created, as C(Kind/name).
   returned: success
@@ -150,6 +167,8 @@ reason:
   type: str
   sample: Forbidden
 """
+
+import time
 
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures import (
     ModuleFailure,
@@ -167,6 +186,8 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import 
     k8s_module,
 )
 
+BIND_POLL_SECONDS = 0.25
+
 ARGUMENT_SPEC = dict(
     state=dict(
         type="str",
@@ -181,6 +202,7 @@ ARGUMENT_SPEC = dict(
     kind=dict(type="str"),
     namespace=dict(type="str"),
     label_selector=dict(type="str"),
+    wait_bound=dict(type="float", default=0),
 )
 
 
@@ -300,14 +322,40 @@ def run(module, client):
         raise ModuleFailure(
             "json_patch goes with state=patched and exactly one definition", "InvalidArguments"
         )
-    results, created, changed = [], [], False
+    results, created, unbound, changed = [], [], [], False
     for definition in params["definitions"]:
         obj, obj_changed, obj_created = write(module, client, definition)
+        if waits_for_binding(module, definition):
+            obj = wait_bound(client, obj, params["wait_bound"])
+            if (obj.get("status") or {}).get("phase") != "Bound":
+                unbound.append(f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}")
         results.append(obj)
         changed = changed or obj_changed
         if obj_created:
             created.append(f"{definition['kind']}/{definition['metadata']['name']}")
-    return dict(changed=changed, results=results, created=created)
+    return dict(changed=changed, results=results, created=created, unbound=unbound)
+
+
+def waits_for_binding(module, definition):
+    params = module.params
+    return (
+        params["wait_bound"] > 0
+        and params["state"] in ("present", "applied")
+        and not module.check_mode
+        and definition["kind"] == "PersistentVolumeClaim"
+        and definition["apiVersion"] == "v1"
+    )
+
+
+def wait_bound(client, claim, timeout):
+    """The claim once Bound, or as it is after ``timeout`` seconds."""
+    pvcs = find_resource(client, "v1", "PersistentVolumeClaim")
+    deadline = time.monotonic() + timeout
+    meta = claim["metadata"]
+    while (claim.get("status") or {}).get("phase") != "Bound" and time.monotonic() < deadline:
+        time.sleep(BIND_POLL_SECONDS)
+        claim = get_object(client, pvcs, meta["name"], meta.get("namespace")) or claim
+    return claim
 
 
 def main():

@@ -69,3 +69,11 @@ def crd(cluster: Cluster) -> None:
     cluster.kubectl(
         "wait", "--for=condition=Established", "crd/vmdiskimages.vm.example.com", "--timeout=60s"
     )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the item, for fixtures that record outcomes."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -65,13 +65,14 @@ class Cluster:
         predicate: Callable[[], bool],
         timeout: float = 180,
         on_timeout: Callable[[], str] | None = None,
+        interval: float = 1,
     ) -> None:
         """Poll predicate until true; on timeout fail with what, plus on_timeout's dump."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():
                 return
-            time.sleep(1)
+            time.sleep(interval)
         detail = on_timeout() if on_timeout else ""
         pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{detail}")
 

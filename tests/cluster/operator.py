@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.kube import REPO, Cluster, pvc_manifest
+from tests.cluster.kube import REPO, Cluster, pvc_manifest, run_pod
 
 RUN_OPERATOR = REPO / "hack" / "run-operator.sh"
 HEALTH_ADDRESS = "127.0.0.1:16789"
@@ -195,3 +196,69 @@ def orphan_volumes(cluster: Cluster) -> list[str]:
                 f"pv/{pv['metadata']['name']} (claim {ref['namespace']}/{ref.get('name')})"
             )
     return found
+
+
+# -- waiting for an import and checking what it left -----------------------------------
+
+
+def expected_sha256(disk: Path, size: int) -> str:
+    """The disk followed by zeros up to size: what a grown import holds."""
+    digest = hashlib.sha256(disk.read_bytes())
+    digest.update(bytes(size - disk.stat().st_size))
+    return digest.hexdigest()
+
+
+def dump(cluster: Cluster, namespace: str, operator: Operator) -> str:
+    return (
+        cluster.kubectl("-n", namespace, "get", "vmdiskimage,pvc,pods", "-o", "yaml", check=False)
+        + cluster.describe(namespace)
+        + "\n--- operator log ---\n"
+        + operator.log_tail(150)
+    )
+
+
+def wait_phase(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    phase: str,
+    operator: Operator,
+    timeout: float = 180,
+) -> dict:
+    cluster.wait_for(
+        f"VMDiskImage {name} to reach {phase}",
+        lambda: status(cluster, namespace, name).get("phase") == phase,
+        timeout=timeout,
+        on_timeout=lambda: dump(cluster, namespace, operator),
+    )
+    return status(cluster, namespace, name)
+
+
+def wait_bound(cluster: Cluster, namespace: str, claim: str, operator: Operator) -> None:
+    cluster.wait_for(
+        f"PVC {claim} to be Bound with the populate finalizer gone",
+        lambda: (
+            cluster.get(namespace, "pvc", claim)["status"].get("phase") == "Bound"
+            and "vm.example.com/populate" not in claim_finalizers(cluster, namespace, claim)
+        ),
+        timeout=180,
+        on_timeout=lambda: dump(cluster, namespace, operator),
+    )
+
+
+def assert_clean(cluster: Cluster, namespace: str, operator: Operator) -> None:
+    cluster.wait_for(
+        "prime PVCs, populator pods and orphan PVs to be gone",
+        lambda: leftovers(cluster, namespace) == [],
+        timeout=60,
+        on_timeout=lambda: f"{leftovers(cluster, namespace)}\n{dump(cluster, namespace, operator)}",
+    )
+
+
+def read_back(cluster: Cluster, namespace: str, claim: str, *, block: bool, size: int) -> str:
+    """sha256 of what the claim holds, read by a pod (the first size bytes of a device)."""
+    if block:
+        script = f"head -c {size} /dev/xvda | sha256sum"
+    else:
+        script = "stat -c 'size=%s' /data/disk.img; sha256sum < /data/disk.img"
+    return run_pod(cluster, namespace, f"verify-{claim}", script, pvc=claim, block=block)

@@ -14,18 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.kube import Cluster, pod_phase, run_pod
+from tests.cluster.kube import Cluster, pod_phase
 from tests.cluster.operator import (
     MIB,
     Operator,
+    assert_clean,
     claim_finalizers,
+    dump,
     event_reasons,
+    expected_sha256,
     leftovers,
     orphan_volumes,
     populated_claim,
     pull_secret,
+    read_back,
     status,
     vmdiskimage,
+    wait_bound,
+    wait_phase,
 )
 from tests.support.images import make_disk, to_qcow2
 from tests.support.registry import Registry, start_registry
@@ -114,71 +120,6 @@ def private_disk(private_registry: Registry, disk: Path) -> str:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _expected_sha256(disk: Path, size: int) -> str:
-    """The disk followed by zeros up to size: what a grown import holds."""
-    digest = hashlib.sha256(disk.read_bytes())
-    digest.update(bytes(size - disk.stat().st_size))
-    return digest.hexdigest()
-
-
-def _dump(cluster: Cluster, namespace: str, operator: Operator) -> str:
-    return (
-        cluster.kubectl("-n", namespace, "get", "vmdiskimage,pvc,pods", "-o", "yaml", check=False)
-        + cluster.describe(namespace)
-        + "\n--- operator log ---\n"
-        + operator.log_tail(150)
-    )
-
-
-def _wait_phase(
-    cluster: Cluster,
-    namespace: str,
-    name: str,
-    phase: str,
-    operator: Operator,
-    timeout: float = 180,
-) -> dict:
-    cluster.wait_for(
-        f"VMDiskImage {name} to reach {phase}",
-        lambda: status(cluster, namespace, name).get("phase") == phase,
-        timeout=timeout,
-        on_timeout=lambda: _dump(cluster, namespace, operator),
-    )
-    return status(cluster, namespace, name)
-
-
-def _wait_bound(cluster: Cluster, namespace: str, claim: str, operator: Operator) -> None:
-    cluster.wait_for(
-        f"PVC {claim} to be Bound with the populate finalizer gone",
-        lambda: (
-            cluster.get(namespace, "pvc", claim)["status"].get("phase") == "Bound"
-            and "vm.example.com/populate" not in claim_finalizers(cluster, namespace, claim)
-        ),
-        timeout=180,
-        on_timeout=lambda: _dump(cluster, namespace, operator),
-    )
-
-
-def _assert_clean(cluster: Cluster, namespace: str, operator: Operator) -> None:
-    cluster.wait_for(
-        "prime PVCs, populator pods and orphan PVs to be gone",
-        lambda: leftovers(cluster, namespace) == [],
-        timeout=60,
-        on_timeout=lambda: (
-            f"{leftovers(cluster, namespace)}\n{_dump(cluster, namespace, operator)}"
-        ),
-    )
-
-
-def _read_back(cluster: Cluster, namespace: str, claim: str, *, block: bool, size: int) -> str:
-    """sha256 of what the claim holds, read by a pod (the first size bytes of a device)."""
-    if block:
-        script = f"head -c {size} /dev/xvda | sha256sum"
-    else:
-        script = "stat -c 'size=%s' /data/disk.img; sha256sum < /data/disk.img"
-    return run_pod(cluster, namespace, f"verify-{claim}", script, pvc=claim, block=block)
-
-
 def _apply_private(
     cluster: Cluster,
     namespace: str,
@@ -226,17 +167,17 @@ def test_create_if_not_exist_filesystem_container_disk(
         ),
     )
 
-    final = _wait_phase(cluster, namespace, "cirros", "Ready", operator)
+    final = wait_phase(cluster, namespace, "cirros", "Ready", operator)
 
-    _wait_bound(cluster, namespace, "cirros-root", operator)
+    wait_bound(cluster, namespace, "cirros-root", operator)
     assert final["digest"].startswith("sha256:")
     assert final["sourceKind"] == "containerDisk"
     assert final["progress"] == "100.0%"
     assert final["claims"]["cirros-root"]["phase"] == "Ready"
     ready = {c["type"]: c for c in final["conditions"]}["Ready"]
     assert ready["status"] == "True", final
-    logs = _read_back(cluster, namespace, "cirros-root", block=False, size=TARGET_SIZE)
-    assert _expected_sha256(disk, TARGET_SIZE) in logs
+    logs = read_back(cluster, namespace, "cirros-root", block=False, size=TARGET_SIZE)
+    assert expected_sha256(disk, TARGET_SIZE) in logs
     assert f"size={TARGET_SIZE}" in logs
     assert "PopulationSucceeded" in event_reasons(
         cluster, namespace, "PersistentVolumeClaim", "cirros-root"
@@ -244,7 +185,7 @@ def test_create_if_not_exist_filesystem_container_disk(
     assert "TargetPVCCreated" in event_reasons(cluster, namespace, "VMDiskImage", "cirros")
     # The VMDiskImage does not own the PVC: deleting it never deletes the disk.
     assert not cluster.get(namespace, "pvc", "cirros-root")["metadata"].get("ownerReferences")
-    _assert_clean(cluster, namespace, operator)
+    assert_clean(cluster, namespace, operator)
 
 
 def test_user_written_block_claim_from_an_artifact(
@@ -254,13 +195,13 @@ def test_user_written_block_claim_from_an_artifact(
     # Nothing but the dataSourceRef: no label, no annotation (the populator contract).
     cluster.apply(namespace, populated_claim("art-disk", "art", FS, block=True, size="64Mi"))
 
-    final = _wait_phase(cluster, namespace, "art", "Ready", operator)
+    final = wait_phase(cluster, namespace, "art", "Ready", operator)
 
-    _wait_bound(cluster, namespace, "art-disk", operator)
+    wait_bound(cluster, namespace, "art-disk", operator)
     assert final["sourceKind"] == "artifact"
-    logs = _read_back(cluster, namespace, "art-disk", block=True, size=DISK_SIZE)
+    logs = read_back(cluster, namespace, "art-disk", block=True, size=DISK_SIZE)
     assert hashlib.sha256(disk.read_bytes()).hexdigest() in logs
-    _assert_clean(cluster, namespace, operator)
+    assert_clean(cluster, namespace, operator)
 
 
 def test_wait_for_first_consumer_imports_on_the_consumers_node(
@@ -272,16 +213,16 @@ def test_wait_for_first_consumer_imports_on_the_consumers_node(
         "the VMDiskImage to say it waits for a consumer",
         lambda: "waiting for a pod" in status(cluster, namespace, "wffc").get("message", ""),
         timeout=120,
-        on_timeout=lambda: _dump(cluster, namespace, operator),
+        on_timeout=lambda: dump(cluster, namespace, operator),
     )
     assert leftovers(cluster, namespace) == []  # nothing is started before the node is known
 
     # The consumer: a pod that reads the disk; its scheduling picks the node.
-    logs = _read_back(cluster, namespace, "wffc-disk", block=False, size=TARGET_SIZE)
+    logs = read_back(cluster, namespace, "wffc-disk", block=False, size=TARGET_SIZE)
 
-    assert _expected_sha256(disk, TARGET_SIZE) in logs
-    _wait_phase(cluster, namespace, "wffc", "Ready", operator)
-    _assert_clean(cluster, namespace, operator)
+    assert expected_sha256(disk, TARGET_SIZE) in logs
+    wait_phase(cluster, namespace, "wffc", "Ready", operator)
+    assert_clean(cluster, namespace, operator)
 
 
 def test_qcow2_source_is_converted_to_raw(
@@ -294,13 +235,13 @@ def test_qcow2_source_is_converted_to_raw(
         ),
     )
 
-    final = _wait_phase(cluster, namespace, "q", "Ready", operator)
+    final = wait_phase(cluster, namespace, "q", "Ready", operator)
 
     assert final["sourceFormat"] == "qcow2"
     assert final["virtualSize"] == DISK_SIZE
-    logs = _read_back(cluster, namespace, "q-root", block=False, size=TARGET_SIZE)
-    assert _expected_sha256(disk, TARGET_SIZE) in logs
-    _assert_clean(cluster, namespace, operator)
+    logs = read_back(cluster, namespace, "q-root", block=False, size=TARGET_SIZE)
+    assert expected_sha256(disk, TARGET_SIZE) in logs
+    assert_clean(cluster, namespace, operator)
 
 
 def test_private_tls_registry_with_a_pull_secret(
@@ -313,13 +254,13 @@ def test_private_tls_registry_with_a_pull_secret(
 ) -> None:
     _apply_private(cluster, namespace, private_registry, private_disk, "private")
 
-    final = _wait_phase(cluster, namespace, "private", "Ready", operator)
+    final = wait_phase(cluster, namespace, "private", "Ready", operator)
 
     # The operator never reads the Secret: the first import resolved and pinned the digest.
     assert final["digest"].startswith("sha256:")
-    logs = _read_back(cluster, namespace, "private-root", block=False, size=TARGET_SIZE)
-    assert _expected_sha256(disk, TARGET_SIZE) in logs
-    _assert_clean(cluster, namespace, operator)
+    logs = read_back(cluster, namespace, "private-root", block=False, size=TARGET_SIZE)
+    assert expected_sha256(disk, TARGET_SIZE) in logs
+    assert_clean(cluster, namespace, operator)
 
 
 def test_two_claims_from_one_vmdiskimage_get_the_same_bytes(
@@ -332,19 +273,19 @@ def test_two_claims_from_one_vmdiskimage_get_the_same_bytes(
         populated_claim("second", "shared", FS, block=True, size="64Mi"),
     )
 
-    _wait_phase(cluster, namespace, "shared", "Ready", operator)
-    _wait_bound(cluster, namespace, "second", operator)
+    wait_phase(cluster, namespace, "shared", "Ready", operator)
+    wait_bound(cluster, namespace, "second", operator)
 
     claims = status(cluster, namespace, "shared")["claims"]
     assert claims["first"]["phase"] == claims["second"]["phase"] == "Ready", claims
     assert claims["first"]["digest"] == claims["second"]["digest"]
-    assert _expected_sha256(disk, TARGET_SIZE) in _read_back(
+    assert expected_sha256(disk, TARGET_SIZE) in read_back(
         cluster, namespace, "first", block=False, size=TARGET_SIZE
     )
-    assert hashlib.sha256(disk.read_bytes()).hexdigest() in _read_back(
+    assert hashlib.sha256(disk.read_bytes()).hexdigest() in read_back(
         cluster, namespace, "second", block=True, size=DISK_SIZE
     )
-    _assert_clean(cluster, namespace, operator)
+    assert_clean(cluster, namespace, operator)
 
 
 # -- failures a user can act on ------------------------------------------------------------
@@ -355,7 +296,7 @@ def test_a_tag_that_does_not_exist_fails_with_an_event(
 ) -> None:
     cluster.apply(namespace, vmdiskimage("missing", f"{registry.url}/disks/nothing:1", "m"))
 
-    final = _wait_phase(cluster, namespace, "missing", "Failed", operator, timeout=120)
+    final = wait_phase(cluster, namespace, "missing", "Failed", operator, timeout=120)
 
     assert "spec.sourceImage" in final["message"] and "nothing" in final["message"], final
     assert "ImageNotFound" in event_reasons(cluster, namespace, "VMDiskImage", "missing")
@@ -370,7 +311,7 @@ def test_denied_credentials_fail_with_an_event_on_the_claim(
 ) -> None:
     _apply_private(cluster, namespace, private_registry, private_disk, "denied", password="wrong")
 
-    final = _wait_phase(cluster, namespace, "denied", "Failed", operator)
+    final = wait_phase(cluster, namespace, "denied", "Failed", operator)
 
     assert "AuthenticationFailed" in final["message"], final
     assert "AuthenticationFailed" in event_reasons(
@@ -393,7 +334,7 @@ def test_a_target_smaller_than_the_disk_fails_naming_both_sizes(
         ),
     )
 
-    final = _wait_phase(cluster, namespace, "small", "Failed", operator, timeout=120)
+    final = wait_phase(cluster, namespace, "small", "Failed", operator, timeout=120)
 
     assert "spec.targetSize 8Mi" in final["message"], final
     assert str(DISK_SIZE) in final["message"] or "24Mi" in final["message"], final
@@ -414,7 +355,7 @@ def test_operator_killed_mid_import_converges(
         "the populator pod to be created",
         lambda: pod_phase(cluster, namespace, f"populate-{uid}") != "",
         timeout=120,
-        on_timeout=lambda: _dump(cluster, namespace, operator),
+        on_timeout=lambda: dump(cluster, namespace, operator),
     )
 
     operator.kill()
@@ -430,12 +371,12 @@ def test_operator_killed_mid_import_converges(
     finally:
         operator.start()
 
-    _wait_phase(cluster, namespace, "crash", "Ready", operator)
-    _wait_bound(cluster, namespace, "crash-disk", operator)
-    assert _expected_sha256(disk, TARGET_SIZE) in _read_back(
+    wait_phase(cluster, namespace, "crash", "Ready", operator)
+    wait_bound(cluster, namespace, "crash-disk", operator)
+    assert expected_sha256(disk, TARGET_SIZE) in read_back(
         cluster, namespace, "crash-disk", block=False, size=TARGET_SIZE
     )
-    _assert_clean(cluster, namespace, operator)
+    assert_clean(cluster, namespace, operator)
 
 
 def test_claim_deleted_mid_import_is_cleaned_up(
@@ -447,12 +388,12 @@ def test_claim_deleted_mid_import_is_cleaned_up(
         "the claim to carry the populate finalizer",
         lambda: "vm.example.com/populate" in claim_finalizers(cluster, namespace, "gone-disk"),
         timeout=120,
-        on_timeout=lambda: _dump(cluster, namespace, operator),
+        on_timeout=lambda: dump(cluster, namespace, operator),
     )
 
     cluster.kubectl("-n", namespace, "delete", "pvc", "gone-disk", "--wait=true", "--timeout=120s")
 
-    _assert_clean(cluster, namespace, operator)
+    assert_clean(cluster, namespace, operator)
     assert "gone-disk" not in status(cluster, namespace, "gone").get("claims", {})
 
 
@@ -468,7 +409,7 @@ def test_vmdiskimage_deleted_keeps_a_filled_pvc(
             targetPVC={"name": "keep-root", "createIfNotExist": True},
         ),
     )
-    _wait_phase(cluster, namespace, "keep", "Ready", operator)
+    wait_phase(cluster, namespace, "keep", "Ready", operator)
 
     cluster.kubectl(
         "-n", namespace, "delete", "vmdiskimage", "keep", "--wait=true", "--timeout=120s"
@@ -477,7 +418,7 @@ def test_vmdiskimage_deleted_keeps_a_filled_pvc(
     pvc = cluster.get(namespace, "pvc", "keep-root")
     assert pvc["status"]["phase"] == "Bound"
     assert pvc["metadata"].get("deletionTimestamp") is None
-    _assert_clean(cluster, namespace, operator)
+    assert_clean(cluster, namespace, operator)
 
 
 def test_unrelated_claims_are_not_touched(
@@ -512,6 +453,6 @@ def test_kubectl_get_vdi_shows_phase_progress_and_digest(
             targetPVC={"name": "prog-root", "createIfNotExist": True},
         ),
     )
-    final = _wait_phase(cluster, namespace, "prog", "Ready", operator)
+    final = wait_phase(cluster, namespace, "prog", "Ready", operator)
     printed = cluster.kubectl("-n", namespace, "get", "vdi", "prog", "-o", "wide")
     assert "Ready" in printed and "100.0%" in printed and final["digest"] in printed, printed

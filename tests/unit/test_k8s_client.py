@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -326,3 +327,26 @@ def test_k8s_objects_refuses_what_it_cannot_do(api, args, fragment):
     result = run_objects(api, **{"definitions": [POD], **args})
     assert result["failed"] is True
     assert fragment in result["msg"]
+
+
+PVC = {
+    "apiVersion": "v1",
+    "kind": "PersistentVolumeClaim",
+    "metadata": {"name": "prime", "namespace": "ns"},
+}
+
+
+@pytest.mark.parametrize(("phase", "unbound"), [("Bound", []), ("Pending", ["ns/prime"])])
+def test_k8s_objects_waits_for_a_claim_before_the_next_object(api, phase, unbound):
+    FakeApi.objects["/api/v1/namespaces/ns/persistentvolumeclaims/prime"] = dict(
+        PVC, status={"phase": phase}
+    )
+    FakeApi.objects["/api/v1/namespaces/ns/pods/p"] = POD
+    started = time.monotonic()
+    result = run_objects(api, definitions=[PVC, POD], wait_bound=3)
+    waited = time.monotonic() - started
+    assert result["unbound"] == unbound
+    assert [r["kind"] for r in result["results"]] == ["PersistentVolumeClaim", "Pod"]
+    # The pod is looked at only after the wait (the last request is about it).
+    assert FakeApi.seen[-1]["path"].endswith("/pods/p")
+    assert (waited >= 3) is (phase == "Pending")

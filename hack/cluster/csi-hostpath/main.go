@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -183,6 +184,19 @@ func (d *driver) CreateVolume(_ context.Context, req *csi.CreateVolumeRequest) (
 			block = true
 		}
 	}
+	// realCapacity (a StorageClass parameter, in bytes) makes a volume that holds less
+	// than it reports, as a thin pool that ran out or a quota would: a Block volume is a
+	// smaller file, a Filesystem volume a tmpfs of that size. Tests use it for full
+	// targets; without it, Filesystem volumes are plain directories without a limit.
+	real := size
+	if v, ok := req.Parameters["realCapacity"]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "realCapacity %q is not a byte count", v)
+		}
+		real = n
+	}
+	_, limited := req.Parameters["realCapacity"]
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	id := req.Name // the provisioner passes the PV name, so retries are idempotent
@@ -193,15 +207,29 @@ func (d *driver) CreateVolume(_ context.Context, req *csi.CreateVolumeRequest) (
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 		defer f.Close()
-		if err := f.Truncate(size); err != nil {
+		if err := f.Truncate(real); err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 	} else if err := os.MkdirAll(d.dirPath(id), 0o777); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	} else if err := d.limitDir(d.dirPath(id), real, limited); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	} else if err := os.Chmod(d.dirPath(id), 0o777); err != nil { // non-root pods must write
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{VolumeId: id, CapacityBytes: size}}, nil
+}
+
+// limitDir mounts a tmpfs of size bytes on dir when limited (once: a retried
+// CreateVolume finds it mounted).
+func (d *driver) limitDir(dir string, size int64, limited bool) error {
+	if !limited {
+		return nil
+	}
+	if mounted, err := isMountPoint(dir); err != nil || mounted {
+		return err
+	}
+	return unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0777", size))
 }
 
 func (d *driver) DeleteVolume(_ context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
@@ -212,6 +240,11 @@ func (d *driver) DeleteVolume(_ context.Context, req *csi.DeleteVolumeRequest) (
 	}
 	if err := os.Remove(d.blockPath(req.VolumeId)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if mounted, _ := isMountPoint(d.dirPath(req.VolumeId)); mounted {
+		if err := unix.Unmount(d.dirPath(req.VolumeId), 0); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
 	}
 	if err := os.RemoveAll(d.dirPath(req.VolumeId)); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
