@@ -109,8 +109,14 @@ def _option(params, name):
 def _load_yaml(path):
     import yaml  # Ansible depends on PyYAML; imported only when a kubeconfig is read.
 
-    with open(os.path.expanduser(path), encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            return yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        # Under ansible-operator, the kubeconfig of a run is removed when the operator
+        # stops reading that run (at a requeue); a run that overlaps it can find it gone.
+        # The reconcile fails and is retried at once with a fresh one.
+        raise ConfigError(f"kubeconfig {path} does not exist") from None
 
 
 def _named(items, name, what, source):

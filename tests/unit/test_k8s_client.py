@@ -177,6 +177,10 @@ def test_exec_credential_plugin_failure_is_named(tmp_path, api):
         pytest.param({"proxy_headers": {"user_agent": "x"}}, "proxy_headers", id="proxy-headers"),
         pytest.param({}, "not running in a pod", id="no-config-at-all"),
         pytest.param({"kubeconfig": {"contexts": []}}, "no current-context", id="no-context"),
+        pytest.param(
+            {"kubeconfig": "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig does not exist",
+            id="kubeconfig-gone",
+        ),
     ],
 )
 def test_unusable_configuration_is_refused_by_name(params, fragment):
