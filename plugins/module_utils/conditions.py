@@ -95,6 +95,24 @@ def merge_status(existing, patch):
     return result
 
 
+def merge_patch_between(before, after):
+    """The JSON merge patch (RFC 7386) that turns ``before`` into ``after``.
+
+    Keys that ``after`` lacks become None at every depth: a nested key removed by
+    merge_status must be sent as null, or the server keeps it.
+    """
+    patch = {key: None for key in before if key not in after}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch_between(old, value)
+            if nested:
+                patch[key] = nested
+        elif key not in before or old != value:
+            patch[key] = copy.deepcopy(value)
+    return patch
+
+
 def desired_status(current, fields, conditions, now, generation, set_observed_generation=True):
     """The status to write: ``current`` merged with ``fields`` and ``conditions``."""
     fields = dict(fields or {})

@@ -131,6 +131,7 @@ reason:
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.conditions import (
     ConditionError,
     desired_status,
+    merge_patch_between,
     normalize_condition,
 )
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures import (
@@ -198,7 +199,7 @@ def update_status(module, client):
         # The resourceVersion makes the write fail with 409 if the status moved meanwhile:
         # the merged conditions are then recomputed from the fresh object.
         body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}}
-        body["status"] = {k: after.get(k) for k in set(before) | set(after)}
+        body["status"] = merge_patch_between(before, after)
         written = merge_patch(client, resource.status, body, params["name"], params["namespace"])
         result["status"] = written.get("status") or {}
     return result

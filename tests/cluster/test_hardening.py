@@ -395,6 +395,13 @@ def test_claim_deleted_mid_copy_cleans_up(cluster, namespace, operator, front, s
     )
 
     assert_clean(cluster, namespace, operator)
+    # The finalizer run drops the claim from the status after the cleanup.
+    cluster.wait_for(
+        "the claim to leave the VMDiskImage status",
+        lambda: "pvcgone-disk" not in status(cluster, namespace, "pvcgone").get("claims", {}),
+        timeout=60,
+        on_timeout=lambda: dump(cluster, namespace, operator),
+    )
     claims = status(cluster, namespace, "pvcgone").get("claims", {})
     vdi_events = _reasons(cluster, namespace, "VMDiskImage", "pvcgone")
     row["observed"] = (
@@ -650,7 +657,12 @@ def hostile_sources(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing), str(child)],
         check=True,
     )
-    _publish(registry, child, "bad/backing:1", push.CONTAINER_DISK, "gzip")
+    # `vmdiskimage push` refuses it too: the layer is made by hand.
+    child_bytes = child.read_bytes()
+    with registry.client() as client:
+        push_crafted(client, "bad/backing", "1", [
+            (_tar_gz([(_entry("disk/disk.img", size=len(child_bytes)), child_bytes)]), gz, None),
+        ])  # fmt: skip
     sources["qcow2 with a backing file"] = (f"{registry.url}/bad/backing:1", {}, "BackingFile")
     sources["tag that does not exist"] = (f"{registry.url}/bad/nothing:1", {}, "not found")
     sources["registry that does not answer"] = (
@@ -781,6 +793,8 @@ def test_imports_in_a_restricted_namespace(
     spec = pods[0]["spec"] if pods else None
     wait_phase(cluster, namespace, "ps", "Ready", operator)
     wait_bound(cluster, namespace, "ps-disk", operator)
+    # The read-back pod is the test's own, not restricted: lift the policy for it.
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce-")
     size = DISK_SIZE if block else TARGET
     expected = expected_sha256(disk, size)
     assert expected in read_back(cluster, namespace, "ps-disk", block=block, size=size)

@@ -107,6 +107,13 @@ def test_status_conditions_and_observed_generation(cluster, image):
     assert live["conditions"][0]["lastTransitionTime"] == ready["lastTransitionTime"]
 
 
+def test_a_nested_entry_set_to_null_is_removed(cluster, image):
+    claims = {"one": {"phase": "Copying"}, "two": {"phase": "Ready"}}
+    _ok(_status(cluster, image, status={"phase": "Copying", "claims": claims}))
+    _ok(_status(cluster, image, status={"claims": {"one": None}}))
+    assert _live(cluster, image)["claims"] == {"two": {"phase": "Ready"}}
+
+
 def test_check_mode_writes_nothing(cluster, image):
     result = _ok(_status(cluster, image, status={"phase": "Pending"}, _check=True))
     assert result["changed"] is True

@@ -150,3 +150,30 @@ def test_desired_status_sets_observed_generation_and_is_stable():
     assert again == first, "repeating the same update must change nothing (changed=false)"
     unset = conditions.desired_status({}, {"phase": "Ready"}, [], T0, 4, False)
     assert "observedGeneration" not in unset
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "patch"),
+    [
+        pytest.param({"a": 1}, {"a": 1}, {}, id="same"),
+        pytest.param({"a": 1}, {"a": 2, "b": 3}, {"a": 2, "b": 3}, id="changed-and-added"),
+        pytest.param({"a": 1, "b": 2}, {"a": 1}, {"b": None}, id="removed"),
+        pytest.param(
+            {"claims": {"x": {"phase": "Copying"}, "y": {"phase": "Ready"}}},
+            {"claims": {"y": {"phase": "Ready"}}},
+            {"claims": {"x": None}},
+            id="nested-removed",
+        ),
+        pytest.param(
+            {"claims": {"x": {"phase": "Copying", "progress": "5%"}}},
+            {"claims": {"x": {"phase": "Ready"}}},
+            {"claims": {"x": {"phase": "Ready", "progress": None}}},
+            id="nested-changed",
+        ),
+        pytest.param({"c": [1, 2]}, {"c": [2]}, {"c": [2]}, id="lists-replaced"),
+    ],
+)
+def test_the_patch_sent_removes_what_the_merge_removed(before, after, patch):
+    assert conditions.merge_patch_between(before, after) == patch
+    # Applying the patch to what was there gives what was meant, at every depth.
+    assert conditions.merge_status(before, patch) == after
