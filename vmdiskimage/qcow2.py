@@ -30,6 +30,7 @@ import struct
 import sys
 import threading
 from array import array
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from .errors import (
     ExternalFileRefused,
     UnsupportedFormat,
 )
-from .writer import DiskWriter, aligned_buffer
+from .writer import BLOCK_SIZE, DiskWriter, aligned_buffer
 
 MAGIC = b"QFI\xfb"
 MIN_CLUSTER_BITS = 9
@@ -56,6 +57,11 @@ MAX_L1_BYTES = 32 << 20
 MAX_L1_STREAM_BYTES = 4 << 20
 #: Stretches of the file waiting for the stream to reach them.
 MAX_PENDING = 1 << 16
+#: Bytes behind the read position kept for tables that map data just before themselves
+#: (at least two clusters).
+LOOKBACK = 1 << 20
+#: Bytes nothing maps yet are read in pieces of at most this size.
+SKIP_PIECE = 1 << 20
 #: Plain data is read and written in pieces of this size ...
 CHUNK_SIZE = 4 << 20
 #: ... through this many buffers.
@@ -222,19 +228,35 @@ def _entries(data: bytes) -> array:
 
 
 class _Reader:
-    """The qcow2 file read front to back, keeping the bytes of the last small read.
+    """The qcow2 file read front to back, the last :data:`LOOKBACK` bytes passed kept.
 
-    Compressed clusters share sectors (one may start in the last sector of the one
-    before), so a read may start inside the previous one; it may never start before.
+    What the stream skips (nothing mapped it yet) and what small reads take (tables,
+    compressed clusters) stay in a window behind the read position, so a table may map
+    data shortly before itself: ``qemu-img convert -c`` packs the first compressed
+    clusters of a new L2 table into the cluster it was filling before that table, and
+    compressed clusters share sectors. A read that starts before the window raises
+    :class:`NeedsScratch`. Plain data runs are read straight into the caller's buffer.
     """
 
-    def __init__(self, stream: Any, limit: int | None) -> None:
+    def __init__(self, stream: Any, limit: int | None, lookback: int) -> None:
         self._stream = stream
         self._limit = limit
+        self._lookback = lookback
         self.pos = 0  # bytes of the file consumed
-        self._kept = bytearray()  # the file's bytes [self._kept_start, self.pos)
+        # Consecutive pieces (file offset, bytes) covering [self._kept_start, self.pos).
+        self._kept: deque[tuple[int, bytearray]] = deque()
         self._kept_start = 0
-        self._scratch = bytearray(1 << 20)
+
+    def _take(self, count: int) -> int:
+        """Read up to ``count`` bytes into the window; return how many (fewer at the end)."""
+        piece = bytearray(count)
+        n = read_full(self._stream, piece)
+        if n < count:
+            del piece[n:]
+        if n:
+            self._kept.append((self.pos, piece))
+            self._consumed(n)
+        return n
 
     def _consumed(self, n: int) -> None:
         self.pos += n
@@ -245,59 +267,62 @@ class _Reader:
                 limit=self._limit,
             )
 
-    def _seek(self, offset: int, what: str) -> None:
+    def _trim(self) -> None:
+        floor = self.pos - self._lookback
+        while self._kept and self._kept[0][0] + len(self._kept[0][1]) <= floor:
+            self._kept.popleft()
+        self._kept_start = self._kept[0][0] if self._kept else self.pos
+
+    def _advance(self, offset: int, what: str) -> None:
+        """Check that ``offset`` is still in reach; skip ahead to it if it lies ahead."""
         if offset < self._kept_start:
             raise NeedsScratch(
                 f"{what} at file offset {offset} comes after the stream passed it (the table "
-                "mapping it follows the data)"
+                f"mapping it follows the data by more than {self._lookback >> 10} KiB)"
             )
-        if offset <= self.pos:
-            del self._kept[: offset - self._kept_start]
-        else:
-            self._kept.clear()
-            self._skip(offset - self.pos, what, offset)
-        self._kept_start = offset
-
-    def _skip(self, count: int, what: str, offset: int) -> None:
-        view = memoryview(self._scratch)
-        while count:
-            n = self._stream.readinto(view[: min(count, len(view))])
-            if not n:
+        while self.pos < offset:
+            if not self._take(min(offset - self.pos, SKIP_PIECE)):
                 raise CorruptData(f"{what} at file offset {offset} lies past the end of the file")
-            self._consumed(n)
-            count -= n
+            self._trim()
+
+    def _slice(self, start: int, end: int) -> bytes:
+        parts = []
+        for piece_start, piece in reversed(self._kept):
+            if piece_start + len(piece) <= start:
+                break
+            if piece_start < end:
+                parts.append(piece[max(0, start - piece_start) : end - piece_start])
+        return b"".join(reversed(parts))
 
     def read(self, offset: int, length: int, what: str) -> bytes:
         """``length`` bytes at ``offset`` (fewer at the end of the file)."""
-        self._seek(offset, what)
-        missing = offset + length - self.pos
-        if missing > 0:
-            more = bytearray(missing)
-            n = read_full(self._stream, more)
-            self._consumed(n)
-            self._kept += memoryview(more)[:n]
-        return bytes(self._kept[:length])
+        self._advance(offset, what)
+        if offset + length > self.pos:
+            self._take(offset + length - self.pos)
+        data = self._slice(offset, min(offset + length, self.pos))
+        self._trim()
+        return data
 
     def readinto(self, offset: int, view: memoryview, what: str) -> int:
         """Fill ``view`` from ``offset`` on; return the bytes read (fewer at the end)."""
-        self._seek(offset, what)
-        have = min(len(view), self.pos - offset)
-        view[:have] = self._kept[:have]
-        n = have
+        self._advance(offset, what)
+        n = min(len(view), self.pos - offset)
+        if n:
+            view[:n] = self._slice(offset, offset + n)
         if n < len(view):
             got = read_full(self._stream, view[n:])
             self._consumed(got)
             n += got
-        del self._kept[:n]
-        self._kept_start = offset + n
+            self._kept.clear()  # the window must end at the read position
+            self._kept_start = self.pos
         return n
 
     def drain(self) -> None:
         """Read the rest of the file (snapshots, refcounts, padding) so all of it is hashed."""
-        view = memoryview(self._scratch)
-        while n := self._stream.readinto(view):
-            self._consumed(n)
         self._kept.clear()
+        scratch = bytearray(SKIP_PIECE)
+        while n := self._stream.readinto(scratch):
+            self._consumed(n)
         self._kept_start = self.pos
 
 
@@ -311,7 +336,7 @@ def _inflate_deflate(data: bytes, cluster_size: int) -> bytes:
     return out
 
 
-def _inflate_zstd(data: bytes, cluster_size: int) -> bytes:
+def _inflate_zstd(data: bytes, cluster_size: int) -> bytearray:
     out = bytearray(cluster_size)
     dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
     try:
@@ -319,7 +344,8 @@ def _inflate_zstd(data: bytes, cluster_size: int) -> bytes:
             n = read_full(reader, out)
     except zstandard.ZstdError as exc:
         raise CorruptData(f"a zstd compressed qcow2 cluster does not decompress: {exc}") from exc
-    return bytes(out[:n])
+    del out[n:]
+    return out
 
 
 class StreamDecoder:
@@ -344,7 +370,8 @@ class StreamDecoder:
         self.writer = writer
         self.file_size = file_size
         self.progress = progress
-        self.reader = _Reader(stream, limit if limit is not None else file_size)
+        lookback = max(LOOKBACK, 2 * header.cluster_size + 512)
+        self.reader = _Reader(stream, limit if limit is not None else file_size, lookback)
         self.workers = workers or max(2, min(8, len(os.sched_getaffinity(0))))
         cs = header.cluster_size
         self._csize_shift = 62 - (header.cluster_bits - 8)
@@ -487,8 +514,12 @@ class StreamDecoder:
                     f"cluster size {cs}"
                 )
             length = min(cs, self.header.size - guest)
-            # Slices of full length are the objects themselves: no copies in the usual case.
-            if out[:length] != self._zero[:length]:
+            if cs > BLOCK_SIZE:
+                # Large clusters are written block by block, their zero blocks left holes.
+                if not isinstance(out, bytearray):
+                    out = bytearray(out)
+                self.writer.write_at(memoryview(out)[:length], guest)
+            elif out[:length] != self._zero[:length]:
                 self.writer.write_at(memoryview(out)[:length], guest, sparse=False)
         finally:
             self._inflight.release()
