@@ -65,6 +65,11 @@ def from_media_type(media_type: str) -> str | None:
     return None
 
 
+def zlib_module() -> Any:
+    """zlib-ng's zlib-compatible module when installed, else the standard library's."""
+    return _zlib_ng if _zlib_ng is not None else zlib
+
+
 def gzip_backend() -> str:
     """Which gzip decoder :func:`open_decompressed` uses."""
     return "zlib-ng" if _zlib_ng is not None else "zlib"

@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """``vmdiskimage-populate``: what the populator pod runs.
 
-One pass: registry -> decompress -> (tar walk) -> sparse write -> grow to the target
-size -> digest verified -> fsync -> result in the termination message. Raw sources
-never touch a scratch area; qcow2/vmdk/vhd(x) sources are written sparsely to a
-scratch file (``--scratch-dir``) and converted with qemu-img.
+One pass: registry -> decompress -> (tar walk) -> (qcow2 decode) -> sparse write ->
+grow to the target size -> digest verified -> fsync -> result in the termination
+message. Raw sources, and qcow2 sources written as raw, never touch a scratch area
+(:mod:`vmdiskimage.qcow2`); other formats, other targets and the qcow2 images the
+streaming decoder cannot take are written sparsely to a scratch file
+(``--scratch-dir``) and converted with qemu-img.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import formats, sizing
+from . import formats, qcow2, sizing
 from .errors import (
     BackingFileRefused,
     CorruptData,
@@ -43,6 +45,8 @@ log = logging.getLogger("vmdiskimage.populate")
 DISK_FILE_NAME = "disk.img"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 SUPPORTED_SOURCE_FORMATS = (formats.RAW, formats.QCOW2, formats.VMDK, formats.VHD, formats.VHDX)
+DECODER_STREAM = "stream"
+DECODER_SCRATCH = "scratch"
 
 
 @dataclass
@@ -60,6 +64,9 @@ class PopulateResult:
     seconds: float
     target: str
     resumes: int = 0  # broken transfers of the disk layer resumed with Range requests
+    decoder: str = DECODER_STREAM  # stream: one pass into the target; scratch: qemu-img
+    scratch_bytes: int = 0  # bytes the scratch file took on disk
+    scratch_reason: str | None = None  # why a qcow2 source took the scratch path
 
     def to_message(self) -> dict[str, Any]:
         data = asdict(self)
@@ -136,6 +143,54 @@ def _copy_raw(
     return virtual if writer.capacity is None else writer.capacity, writer.bytes_written
 
 
+def _copy_qcow2(
+    disk: DiskStream,
+    target: Path,
+    target_size: str | int | None,
+    progress: Progress,
+    attempt: _Attempt,
+) -> tuple[int, int]:
+    """Decode a qcow2 source into a raw target in one pass (raises qcow2.NeedsScratch)."""
+    info = disk.info
+    header = qcow2.parse_header(disk.head)
+    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    virtual = sizing.target_virtual_size(header.size, requested)
+    obstacle = qcow2.stream_obstacle(header)
+    if obstacle:
+        raise qcow2.NeedsScratch(obstacle, restart=False)
+    writer = DiskWriter(target, limit=header.size)
+    attempt.target_touched = True
+    try:
+        if writer.is_block:
+            if not writer.zeroed:
+                # Holes must read as zeros; qemu-img writes them on such a device.
+                raise qcow2.NeedsScratch(
+                    f"block device {target} cannot be discarded to zeros", restart=False
+                )
+            assert writer.capacity is not None
+            if writer.capacity < header.size:
+                raise TargetTooSmall(
+                    f"block device {target} holds {writer.capacity} bytes, the disk needs "
+                    f"{header.size}",
+                    target_size=writer.capacity,
+                    virtual_size=header.size,
+                )
+            virtual = writer.capacity
+        limit = info.disk_size
+        if limit is None:
+            limit = header.size + header.size // 8 + (64 << 20)
+        decoder = qcow2.StreamDecoder(
+            header, disk, writer, file_size=info.disk_size, limit=limit, progress=progress.update
+        )
+        decoder.run()
+        disk.finish()  # the digest is verified before the target is finalised
+        progress.set_phase("Resizing")
+        writer.finish(virtual)
+    finally:
+        writer.close()
+    return virtual, writer.bytes_written
+
+
 def _copy_converted(
     disk: DiskStream,
     target: Path,
@@ -144,7 +199,8 @@ def _copy_converted(
     scratch_dir: str | Path | None,
     progress: Progress,
     attempt: _Attempt,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
+    """Write the source to a scratch file, then qemu-img converts it into the target."""
     info = disk.info
     requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
     if info.virtual_size is not None:
@@ -173,6 +229,7 @@ def _copy_converted(
             writer.finish(writer.offset)
         finally:
             writer.close()
+        scratch_bytes = os.stat(scratch).st_blocks * 512
         progress.set_phase("Converting")
         details = formats.qemu_img_info(scratch, info.format)
         virtual = sizing.target_virtual_size(int(details["virtual-size"]), requested)
@@ -217,7 +274,7 @@ def _copy_converted(
         finally:
             os.close(fd)
         written = os.stat(target).st_blocks * 512 if not block else writer.bytes_written
-    return virtual, written
+    return virtual, written, scratch_bytes
 
 
 def _clear_after_failure(target: Path, exc: BaseException) -> None:
@@ -268,31 +325,55 @@ def populate(
         progress.set_phase("ImageFetching")
         resolved = client.resolve(reference, platform)
         target_path = resolve_target(target)
-        with open_disk(client, resolved) as disk:
+        disk = open_disk(client, resolved)
+        try:
             _check_source(disk)
             info = disk.info
             progress.total = info.disk_size or info.virtual_size
             progress.set_phase("Copying")
             attempt = _Attempt()
+            decoder, scratch_bytes, scratch_reason = DECODER_STREAM, 0, None
             try:
                 if info.format == formats.RAW and target_format == formats.RAW:
                     virtual, written = _copy_raw(disk, target_path, target_size, progress, attempt)
                 else:
-                    virtual, written = _copy_converted(
-                        disk,
-                        target_path,
-                        target_size,
-                        target_format,
-                        scratch_dir,
-                        progress,
-                        attempt,
-                    )
+                    streamed = False
+                    if info.format == formats.QCOW2 and target_format == formats.RAW:
+                        try:
+                            virtual, written = _copy_qcow2(
+                                disk, target_path, target_size, progress, attempt
+                            )
+                            streamed = True
+                        except qcow2.NeedsScratch as exc:
+                            scratch_reason = str(exc)
+                            log.warning(
+                                "the qcow2 disk takes the scratch path: %s%s",
+                                exc,
+                                " (reading the blob again)" if exc.restart else "",
+                            )
+                            if exc.restart:
+                                disk.close()
+                                disk = open_disk(client, resolved)
+                                _check_source(disk)
+                    if not streamed:
+                        decoder = DECODER_SCRATCH
+                        virtual, written, scratch_bytes = _copy_converted(
+                            disk,
+                            target_path,
+                            target_size,
+                            target_format,
+                            scratch_dir,
+                            progress,
+                            attempt,
+                        )
             except BaseException as exc:
                 if attempt.target_touched:
                     _clear_after_failure(target_path, exc)
                 raise
             progress.update(disk.bytes_read, force=True)
             resumes = disk.blob.resumes
+        finally:
+            disk.close()
     finally:
         if own_client:
             client.close()
@@ -308,6 +389,9 @@ def populate(
         seconds=round(time.monotonic() - started, 3),
         target=str(target_path),
         resumes=resumes,
+        decoder=decoder,
+        scratch_bytes=scratch_bytes,
+        scratch_reason=scratch_reason,
     )
 
 

@@ -404,6 +404,7 @@ class DiskStream:
     ) -> None:
         self.info = info
         self.blob = blob
+        self.head = head  # the disk's first bytes, as read for detection
         self._layer_stream = layer_stream
         self._data = data
         self._head = memoryview(head)

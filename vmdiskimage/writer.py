@@ -91,7 +91,7 @@ def is_zero(view: memoryview) -> bool:
     return _load_libc().memcmp(address, address + ZERO_STRIDE, length - ZERO_STRIDE) == 0
 
 
-def _aligned_buffer(size: int) -> tuple[bytearray, int]:
+def aligned_buffer(size: int) -> tuple[bytearray, int]:
     """A bytearray with ``size`` bytes starting at a DIRECT_ALIGNMENT boundary: (buf, start)."""
     buffer = bytearray(size + DIRECT_ALIGNMENT)
     start = -_address(memoryview(buffer)) % DIRECT_ALIGNMENT
@@ -124,6 +124,8 @@ class DiskWriter:
         self.limit = limit
         self.zeroed = False
         self._copy_base = 0
+        self._lock = threading.Lock()  # write_at may run in several threads
+        self._direct_refused = False
         try:
             if self.is_block:
                 self.fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
@@ -174,28 +176,51 @@ class DiskWriter:
             elif is_zero(view):
                 pass  # the common case of a sparse disk: one memcmp and nothing to write
             else:
-                self._write_sparse(view, length)
+                self._write_sparse(view, self.offset)
         except OSError as exc:
             raise write_error(f"writing {self.path} at {self.offset}", exc) from exc
         self.offset = end
 
-    def _write_sparse(self, view: memoryview, length: int) -> None:
+    def write_at(self, view: memoryview, offset: int, *, sparse: bool = True) -> None:
+        """Write ``view`` at ``offset``; safe from several threads; ``offset`` is untouched.
+
+        Zero blocks are skipped where safe unless ``sparse`` is False (the caller
+        checked already).
+        """
+        if self.limit is not None and offset + len(view) > self.limit:
+            raise DiskTooLarge(
+                f"the disk data runs past {self.limit} bytes, more than it declared or the "
+                "target holds; refusing to write it",
+                limit=self.limit,
+            )
+        try:
+            if not (sparse and self.skip_zeros):
+                self._pwrite(view, offset)
+            elif not is_zero(view):
+                self._write_sparse(view, offset)
+        except OSError as exc:
+            raise TargetError(f"writing {self.path} at {offset} failed: {exc.strerror}") from exc
+
+    def _write_sparse(self, view: memoryview, offset: int) -> None:
+        """Write the non-zero ``BLOCK_SIZE`` blocks of ``view``, which belongs at ``offset``."""
+        length = len(view)
         run_start = -1
         pos = 0
         while pos < length:
             step = min(BLOCK_SIZE, length - pos)
             if is_zero(view[pos : pos + step]):
                 if run_start >= 0:
-                    self._pwrite(view[run_start:pos], self.offset + run_start)
+                    self._pwrite(view[run_start:pos], offset + run_start)
                     run_start = -1
             elif run_start < 0:
                 run_start = pos
             pos += step
         if run_start >= 0:
-            self._pwrite(view[run_start:length], self.offset + run_start)
+            self._pwrite(view[run_start:length], offset + run_start)
 
     def _pwrite(self, view: memoryview, offset: int) -> None:
-        if self.direct_fd >= 0 and offset % DIRECT_ALIGNMENT == 0:
+        direct = self.direct_fd >= 0 and not self._direct_refused and not view.readonly
+        if direct and offset % DIRECT_ALIGNMENT == 0:
             aligned = len(view) // DIRECT_ALIGNMENT * DIRECT_ALIGNMENT
             if aligned and _address(view) % DIRECT_ALIGNMENT == 0:
                 try:
@@ -203,9 +228,9 @@ class DiskWriter:
                 except OSError as exc:
                     if exc.errno != errno.EINVAL:
                         raise
+                    # Not closed here: another thread may be writing through it.
                     log.info("O_DIRECT write refused (%s); using buffered writes", exc)
-                    os.close(self.direct_fd)
-                    self.direct_fd = -1
+                    self._direct_refused = True
                 else:
                     view, offset = view[aligned:], offset + aligned
         self._pwrite_fd(self.fd, view, offset)
@@ -213,7 +238,8 @@ class DiskWriter:
     def _pwrite_fd(self, fd: int, view: memoryview, offset: int) -> None:
         while len(view):
             n = os.pwrite(fd, view, offset)
-            self.bytes_written += n
+            with self._lock:
+                self.bytes_written += n
             view = view[n:]
             offset += n
 
@@ -234,7 +260,7 @@ class DiskWriter:
         self._copy_base = self.offset
         free: queue.Queue[tuple[bytearray, int]] = queue.Queue()
         for _ in range(buffers):
-            free.put(_aligned_buffer(chunk_size))
+            free.put(aligned_buffer(chunk_size))
         full: queue.Queue[tuple[bytearray, int, int] | None] = queue.Queue()
         failure: list[BaseException] = []
 

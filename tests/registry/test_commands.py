@@ -64,7 +64,10 @@ def test_push_inspect_populate_commands(basic_registry, disks, tmp_path, kind):
     assert message["virtualSize"] == 8 << 20 and message["sourceFormat"] == "qcow2"
     lines = [json.loads(line)["progress"] for line in populated.stdout.splitlines()]
     assert lines[-1]["phase"] == "Succeeded"
-    assert {"ImageFetching", "Copying", "Converting"} <= {x["phase"] for x in lines}
+    # A qcow2 source written as raw is decoded in one pass: no scratch file, no Converting.
+    assert {"ImageFetching", "Copying"} <= {x["phase"] for x in lines}
+    assert "Converting" not in {x["phase"] for x in lines}
+    assert (message["decoder"], message["scratchBytes"]) == ("stream", 0)
     assert json.loads((tmp_path / "progress.json").read_text())["phase"] == "Succeeded"
     disk = (target / "disk.img").read_bytes()
     assert disk[: disks["raw"].stat().st_size] == disks["raw"].read_bytes()

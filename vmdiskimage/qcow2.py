@@ -1,0 +1,556 @@
+"""qcow2 decoded in one pass: the raw disk written to the target as the file streams by.
+
+A qcow2 file is read front to back, once: the header, the active L1 table, then each L2
+table and data cluster in the order they sit in the file. Every table read tells which
+later stretches of the file hold what guest data; those wait in a heap ordered by file
+offset until the stream reaches them. Data clusters go straight to the target at their
+guest offset; zero and unallocated clusters stay holes; compressed clusters (deflate,
+or zstd when the v3 header says so) are inflated by a small thread pool (zlib and
+zstandard drop the GIL), so inflating spreads across cores while the caller's thread
+keeps reading.
+
+Images written by ``qemu-img convert`` keep every table in front of what it maps. One
+that does not (a data cluster the stream has passed before the table that maps it: an
+image with snapshots, a relocated L1 table) raises :class:`NeedsScratch`, and the
+caller converts it through the scratch path instead. Memory stays bounded: what waits
+in the heap, the buffers in flight and the tables held are all capped; an image that
+needs more also takes the scratch path.
+
+Refused, as the qemu-img path refuses them: backing files, external data files,
+encryption, extended L2 entries, and incompatible feature bits this decoder does not
+know. Snapshots and refcounts are never read: only the active L1 table maps the disk.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import queue
+import struct
+import sys
+import threading
+from array import array
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from .compression import read_full, zlib_module
+from .errors import (
+    BackingFileRefused,
+    CorruptData,
+    DiskTooLarge,
+    ExternalFileRefused,
+    UnsupportedFormat,
+)
+from .writer import BLOCK_SIZE, DiskWriter, aligned_buffer
+
+MAGIC = b"QFI\xfb"
+MIN_CLUSTER_BITS = 9
+MAX_CLUSTER_BITS = 21
+#: qemu's own cap on the active L1 table (``QCOW_MAX_L1_SIZE``).
+MAX_L1_BYTES = 32 << 20
+#: The L1 entries this decoder holds at once; a larger table takes the scratch path.
+MAX_L1_STREAM_BYTES = 4 << 20
+#: Stretches of the file waiting for the stream to reach them.
+MAX_PENDING = 1 << 16
+#: Bytes behind the read position kept for tables that map data just before themselves
+#: (at least two clusters).
+LOOKBACK = 1 << 20
+#: Bytes nothing maps yet are read in pieces of at most this size.
+SKIP_PIECE = 1 << 20
+#: Plain data is read and written in pieces of this size ...
+CHUNK_SIZE = 4 << 20
+#: ... through this many buffers.
+CHUNK_BUFFERS = 3
+#: Compressed clusters in flight (read, being inflated or written) hold up to about this.
+INFLIGHT_BYTES = 4 << 20
+#: zstd window the decoder accepts (qemu compresses one cluster, 2 MiB at most, per frame).
+ZSTD_MAX_WINDOW = 8 << 20
+
+INCOMPAT_DIRTY = 1 << 0
+INCOMPAT_CORRUPT = 1 << 1
+INCOMPAT_DATA_FILE = 1 << 2
+INCOMPAT_COMPRESSION = 1 << 3
+INCOMPAT_EXTL2 = 1 << 4
+_KNOWN_INCOMPAT = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE
+_KNOWN_INCOMPAT |= INCOMPAT_COMPRESSION | INCOMPAT_EXTL2
+
+OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00  # L1 and standard L2 entries: the host offset
+OFLAG_COMPRESSED = 1 << 62
+OFLAG_ZERO = 1
+
+ZLIB = "zlib"
+ZSTD = "zstd"
+_COMPRESSION_TYPES = {0: ZLIB, 1: ZSTD}
+
+_L1, _L2, _DATA, _COMPRESSED = range(4)
+_V2 = struct.Struct(">4sIQIIQIIQQIIQ")  # the 72 bytes every version has
+
+
+class NeedsScratch(Exception):
+    """This image cannot be decoded in one pass; convert it through the scratch path.
+
+    ``restart`` says whether stream bytes were consumed (the blob must be read again).
+    """
+
+    def __init__(self, message: str, *, restart: bool = True) -> None:
+        super().__init__(message)
+        self.restart = restart
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fields of a qcow2 header the decoder uses."""
+
+    version: int
+    cluster_bits: int
+    size: int  # virtual size in bytes
+    l1_size: int
+    l1_offset: int
+    compression: str  # zlib | zstd
+
+    @property
+    def cluster_size(self) -> int:
+        return 1 << self.cluster_bits
+
+    @property
+    def l2_entries(self) -> int:
+        return self.cluster_size // 8
+
+    @property
+    def l1_needed(self) -> int:
+        """L1 entries that map the virtual size (entries past them are never read)."""
+        span = self.cluster_size * self.l2_entries
+        return -(-self.size // span)
+
+
+def parse_header(head: bytes) -> Header:
+    """Parse and check a qcow2 header; refuse what the decoder (and the qemu-img path) refuses."""
+    if len(head) < _V2.size or not head.startswith(MAGIC):
+        raise CorruptData("not a qcow2 header, or a truncated one")
+    (
+        _magic,
+        version,
+        backing_offset,
+        _backing_size,
+        cluster_bits,
+        size,
+        crypt_method,
+        l1_size,
+        l1_offset,
+        _refcount_offset,
+        _refcount_clusters,
+        _nb_snapshots,
+        _snapshots_offset,
+    ) = _V2.unpack_from(head)
+    if version not in (2, 3):
+        raise UnsupportedFormat(f"qcow2 version {version} is not supported")
+    if backing_offset:
+        raise BackingFileRefused(
+            "the qcow2 disk names a backing file; flatten it before publishing"
+        )
+    if not MIN_CLUSTER_BITS <= cluster_bits <= MAX_CLUSTER_BITS:
+        raise CorruptData(
+            f"qcow2 cluster_bits {cluster_bits} is outside {MIN_CLUSTER_BITS}..{MAX_CLUSTER_BITS}"
+        )
+    cluster_size = 1 << cluster_bits
+    if crypt_method:
+        raise UnsupportedFormat(
+            f"the qcow2 disk is encrypted (crypt_method {crypt_method}); publish it decrypted"
+        )
+    compression = ZLIB
+    if version == 3:
+        if len(head) < 104:
+            raise CorruptData("qcow2 version 3 header is truncated")
+        incompatible = struct.unpack_from(">Q", head, 72)[0]
+        header_length = struct.unpack_from(">I", head, 100)[0]
+        unknown = incompatible & ~_KNOWN_INCOMPAT
+        if unknown:
+            bits = [str(bit) for bit in range(64) if unknown >> bit & 1]
+            raise UnsupportedFormat(
+                f"the qcow2 disk sets incompatible feature bits {', '.join(bits)}, which this "
+                "importer does not know"
+            )
+        if incompatible & INCOMPAT_DATA_FILE:
+            raise ExternalFileRefused(
+                "the qcow2 disk keeps its data in an external data file (incompatible feature "
+                "bit 2); publish a self-contained image"
+            )
+        if incompatible & INCOMPAT_EXTL2:
+            raise UnsupportedFormat(
+                "the qcow2 disk uses extended L2 entries (subclusters); convert it without "
+                "extended_l2 before publishing"
+            )
+        if incompatible & INCOMPAT_CORRUPT:
+            raise CorruptData("the qcow2 disk is marked corrupt (incompatible feature bit 1)")
+        if not 104 <= header_length <= cluster_size or header_length > len(head):
+            raise CorruptData(f"qcow2 header length {header_length} is out of range")
+        compression_type = head[104] if header_length > 104 else 0
+        if bool(compression_type) != bool(incompatible & INCOMPAT_COMPRESSION):
+            raise CorruptData(
+                f"qcow2 compression type {compression_type} disagrees with incompatible "
+                "feature bit 3"
+            )
+        if compression_type not in _COMPRESSION_TYPES:
+            raise UnsupportedFormat(f"qcow2 compression type {compression_type} is not supported")
+        compression = _COMPRESSION_TYPES[compression_type]
+    header = Header(version, cluster_bits, size, l1_size, l1_offset, compression)
+    if l1_size * 8 > MAX_L1_BYTES:
+        raise CorruptData(f"the qcow2 L1 table of {l1_size} entries is larger than qemu allows")
+    if l1_size < header.l1_needed:
+        raise CorruptData(
+            f"the qcow2 L1 table of {l1_size} entries is too small for a virtual size of {size}"
+        )
+    if header.l1_needed and (l1_offset == 0 or l1_offset % cluster_size):
+        raise CorruptData(f"the qcow2 L1 table offset {l1_offset} is not cluster aligned")
+    return header
+
+
+def stream_obstacle(header: Header) -> str | None:
+    """Why this image would exceed the decoder's memory bounds (scratch path), or None."""
+    if header.l1_needed * 8 > MAX_L1_STREAM_BYTES:
+        return (
+            f"its active L1 table needs {header.l1_needed * 8 >> 20} MiB, more than the "
+            f"{MAX_L1_STREAM_BYTES >> 20} MiB the streaming decoder holds"
+        )
+    return None
+
+
+def _entries(data: bytes) -> array:
+    table = array("Q", data)
+    if sys.byteorder == "little":
+        table.byteswap()
+    return table
+
+
+class _Reader:
+    """The qcow2 file read front to back, the last :data:`LOOKBACK` bytes passed kept.
+
+    What the stream skips (nothing mapped it yet) and what small reads take (tables,
+    compressed clusters) stay in a window behind the read position, so a table may map
+    data shortly before itself: ``qemu-img convert -c`` packs the first compressed
+    clusters of a new L2 table into the cluster it was filling before that table, and
+    compressed clusters share sectors. A read that starts before the window raises
+    :class:`NeedsScratch`. Plain data runs are read straight into the caller's buffer.
+    """
+
+    def __init__(self, stream: Any, limit: int | None, lookback: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._lookback = lookback
+        self.pos = 0  # bytes of the file consumed
+        # Consecutive pieces (file offset, bytes) covering [self._kept_start, self.pos).
+        self._kept: deque[tuple[int, bytearray]] = deque()
+        self._kept_start = 0
+
+    def _take(self, count: int) -> int:
+        """Read up to ``count`` bytes into the window; return how many (fewer at the end)."""
+        piece = bytearray(count)
+        n = read_full(self._stream, piece)
+        if n < count:
+            del piece[n:]
+        if n:
+            self._kept.append((self.pos, piece))
+            self._consumed(n)
+        return n
+
+    def _consumed(self, n: int) -> None:
+        self.pos += n
+        if self._limit is not None and self.pos > self._limit:
+            raise DiskTooLarge(
+                f"the qcow2 file runs past {self._limit} bytes, more than it declared or its "
+                "virtual size allows; refusing it",
+                limit=self._limit,
+            )
+
+    def _trim(self) -> None:
+        floor = self.pos - self._lookback
+        while self._kept and self._kept[0][0] + len(self._kept[0][1]) <= floor:
+            self._kept.popleft()
+        self._kept_start = self._kept[0][0] if self._kept else self.pos
+
+    def _advance(self, offset: int, what: str) -> None:
+        """Check that ``offset`` is still in reach; skip ahead to it if it lies ahead."""
+        if offset < self._kept_start:
+            raise NeedsScratch(
+                f"{what} at file offset {offset} comes after the stream passed it (the table "
+                f"mapping it follows the data by more than {self._lookback >> 10} KiB)"
+            )
+        while self.pos < offset:
+            if not self._take(min(offset - self.pos, SKIP_PIECE)):
+                raise CorruptData(f"{what} at file offset {offset} lies past the end of the file")
+            self._trim()
+
+    def _slice(self, start: int, end: int) -> bytes:
+        parts = []
+        for piece_start, piece in reversed(self._kept):
+            if piece_start + len(piece) <= start:
+                break
+            if piece_start < end:
+                parts.append(piece[max(0, start - piece_start) : end - piece_start])
+        return b"".join(reversed(parts))
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        """``length`` bytes at ``offset`` (fewer at the end of the file)."""
+        self._advance(offset, what)
+        if offset + length > self.pos:
+            self._take(offset + length - self.pos)
+        data = self._slice(offset, min(offset + length, self.pos))
+        self._trim()
+        return data
+
+    def readinto(self, offset: int, view: memoryview, what: str) -> int:
+        """Fill ``view`` from ``offset`` on; return the bytes read (fewer at the end)."""
+        self._advance(offset, what)
+        n = min(len(view), self.pos - offset)
+        if n:
+            view[:n] = self._slice(offset, offset + n)
+        if n < len(view):
+            got = read_full(self._stream, view[n:])
+            self._consumed(got)
+            n += got
+            self._kept.clear()  # the window must end at the read position
+            self._kept_start = self.pos
+        return n
+
+    def drain(self) -> None:
+        """Read the rest of the file (snapshots, refcounts, padding) so all of it is hashed."""
+        self._kept.clear()
+        scratch = bytearray(SKIP_PIECE)
+        while n := self._stream.readinto(scratch):
+            self._consumed(n)
+        self._kept_start = self.pos
+
+
+def _inflate_deflate(data: bytes, cluster_size: int) -> bytes:
+    # qemu writes raw deflate with a 4 KiB window (windowBits -12) and reads it so.
+    zlib = zlib_module()
+    try:
+        out = zlib.decompressobj(-12).decompress(data, cluster_size)
+    except zlib.error as exc:
+        raise CorruptData(f"a compressed qcow2 cluster does not inflate: {exc}") from exc
+    return out
+
+
+def _inflate_zstd(data: bytes, cluster_size: int) -> bytearray:
+    out = bytearray(cluster_size)
+    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    try:
+        with dctx.stream_reader(data, read_across_frames=True) as reader:
+            n = read_full(reader, out)
+    except zstandard.ZstdError as exc:
+        raise CorruptData(f"a zstd compressed qcow2 cluster does not decompress: {exc}") from exc
+    del out[n:]
+    return out
+
+
+class StreamDecoder:
+    """Decode one qcow2 file from ``stream`` into ``writer`` (see the module docstring).
+
+    ``file_size`` (the file's declared size, when known) bounds every offset; ``limit``
+    bounds the bytes read. :meth:`run` reads the stream to its end.
+    """
+
+    def __init__(
+        self,
+        header: Header,
+        stream: Any,
+        writer: DiskWriter,
+        *,
+        file_size: int | None = None,
+        limit: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.header = header
+        self.writer = writer
+        self.file_size = file_size
+        self.progress = progress
+        lookback = max(LOOKBACK, 2 * header.cluster_size + 512)
+        self.reader = _Reader(stream, limit if limit is not None else file_size, lookback)
+        self.workers = workers or max(2, min(8, len(os.sched_getaffinity(0))))
+        cs = header.cluster_size
+        self._csize_shift = 62 - (header.cluster_bits - 8)
+        self._csize_mask = (1 << (header.cluster_bits - 8)) - 1
+        self._coffset_mask = (1 << self._csize_shift) - 1
+        self._inflate = _inflate_zstd if header.compression == ZSTD else _inflate_deflate
+        self._zero = bytes(cs)
+        self._inflight = threading.Semaphore(max(2 * self.workers, INFLIGHT_BYTES // (2 * cs)))
+        self._buffers: queue.Queue[tuple[bytearray, int]] = queue.Queue()
+        self._buffers_made = 0
+        self._failures: list[BaseException] = []
+        self.clusters = {"data": 0, "compressed": 0}
+
+    # -- what the tables say ---------------------------------------------------------
+
+    def _check_offset(self, offset: int, what: str) -> None:
+        if offset % self.header.cluster_size:
+            raise CorruptData(f"{what} offset {offset} in the qcow2 disk is not cluster aligned")
+        if self.file_size is not None and offset >= self.file_size:
+            raise CorruptData(
+                f"{what} offset {offset} lies outside the {self.file_size}-byte qcow2 file"
+            )
+
+    def _l1(self, heap: list, offset: int, length: int) -> None:
+        data = self.reader.read(offset, length, "the L1 table")
+        if len(data) < length:
+            raise CorruptData(f"the qcow2 L1 table at {offset} runs past the end of the file")
+        for index, entry in enumerate(_entries(data)):
+            l2_offset = entry & OFFSET_MASK
+            if l2_offset:
+                self._check_offset(l2_offset, "an L2 table")
+                heapq.heappush(heap, (l2_offset, _L2, index, 0))
+
+    def _l2(self, heap: list, offset: int, index: int) -> None:
+        header = self.header
+        cs = header.cluster_size
+        data = self.reader.read(offset, cs, "an L2 table")
+        if len(data) < cs:
+            raise CorruptData(f"the qcow2 L2 table at {offset} runs past the end of the file")
+        base = index * header.l2_entries * cs
+        run_host = run_guest = run_length = 0
+        for j, entry in enumerate(_entries(data)):
+            if not entry:
+                continue  # unallocated: a hole
+            guest = base + j * cs
+            if guest >= header.size:
+                break
+            if entry & OFLAG_COMPRESSED:
+                host = entry & self._coffset_mask
+                sectors = (entry >> self._csize_shift & self._csize_mask) + 1
+                if self.file_size is not None and host >= self.file_size:
+                    raise CorruptData(
+                        f"a compressed cluster offset {host} lies outside the "
+                        f"{self.file_size}-byte qcow2 file"
+                    )
+                heapq.heappush(heap, (host, _COMPRESSED, guest, sectors * 512 - (host & 511)))
+                continue
+            if entry & OFLAG_ZERO:
+                if header.version < 3:
+                    raise CorruptData("a qcow2 version 2 disk holds a zero cluster entry")
+                continue  # reads as zeros: a hole
+            host = entry & OFFSET_MASK
+            if not host:
+                continue
+            self._check_offset(host, "a data cluster")
+            length = min(cs, header.size - guest)
+            if run_length and host == run_host + run_length and guest == run_guest + run_length:
+                run_length += length
+                continue
+            if run_length:
+                heapq.heappush(heap, (run_host, _DATA, run_guest, run_length))
+            run_host, run_guest, run_length = host, guest, length
+        if run_length:
+            heapq.heappush(heap, (run_host, _DATA, run_guest, run_length))
+
+    # -- moving the data -------------------------------------------------------------
+
+    def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
+        future = pool.submit(fn, *args)
+        future.add_done_callback(self._record_failure)
+
+    def _record_failure(self, future: Future) -> None:
+        exc = future.exception()
+        if exc is not None:
+            self._failures.append(exc)
+
+    def _buffer(self) -> tuple[bytearray, int]:
+        if self._buffers.empty() and self._buffers_made < CHUNK_BUFFERS:
+            self._buffers_made += 1
+            return aligned_buffer(CHUNK_SIZE)
+        return self._buffers.get()
+
+    def _data(self, pool: ThreadPoolExecutor, host: int, guest: int, length: int) -> None:
+        self.clusters["data"] += -(-length // self.header.cluster_size)
+        done = 0
+        while done < length and not self._failures:
+            n = min(CHUNK_SIZE, length - done)
+            buffer, start = self._buffer()
+            view = memoryview(buffer)[start : start + n]
+            try:
+                got = self.reader.readinto(host + done, view, "a data cluster")
+            except BaseException:
+                self._buffers.put((buffer, start))
+                raise
+            if got < n:
+                self._buffers.put((buffer, start))
+                raise CorruptData(
+                    f"the data cluster at {host + done} runs past the end of the qcow2 file"
+                )
+            self._submit(pool, self._write_plain, buffer, start, n, guest + done)
+            done += n
+            if self.progress:
+                self.progress(self.reader.pos)
+
+    def _write_plain(self, buffer: bytearray, start: int, n: int, guest: int) -> None:
+        try:
+            self.writer.write_at(memoryview(buffer)[start : start + n], guest)
+        finally:
+            self._buffers.put((buffer, start))
+
+    def _compressed(self, pool: ThreadPoolExecutor, host: int, guest: int, length: int) -> None:
+        self.clusters["compressed"] += 1
+        data = self.reader.read(host, length, "a compressed cluster")
+        if not data:
+            raise CorruptData(f"the compressed cluster at {host} lies past the end of the file")
+        self._inflight.acquire()
+        try:
+            self._submit(pool, self._write_compressed, data, guest)
+        except BaseException:
+            self._inflight.release()
+            raise
+
+    def _write_compressed(self, data: bytes, guest: int) -> None:
+        try:
+            cs = self.header.cluster_size
+            out = self._inflate(data, cs)
+            if len(out) != cs:
+                raise CorruptData(
+                    f"a compressed qcow2 cluster inflates to {len(out)} bytes, not the "
+                    f"cluster size {cs}"
+                )
+            length = min(cs, self.header.size - guest)
+            if cs > BLOCK_SIZE:
+                # Large clusters are written block by block, their zero blocks left holes.
+                if not isinstance(out, bytearray):
+                    out = bytearray(out)
+                self.writer.write_at(memoryview(out)[:length], guest)
+            elif out[:length] != self._zero[:length]:
+                self.writer.write_at(memoryview(out)[:length], guest, sparse=False)
+        finally:
+            self._inflight.release()
+
+    def run(self) -> None:
+        """Decode the whole file into the writer and read the stream to its end."""
+        header = self.header
+        heap: list[tuple[int, int, int, int]] = []
+        if header.l1_needed:
+            heap.append((header.l1_offset, _L1, 0, header.l1_needed * 8))
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="qcow2-inflate") as pool:
+            try:
+                while heap and not self._failures:
+                    if len(heap) > MAX_PENDING:
+                        raise NeedsScratch(
+                            f"more than {MAX_PENDING} stretches of the file wait for the stream"
+                        )
+                    offset, kind, guest, length = heapq.heappop(heap)
+                    if kind == _L1:
+                        self._l1(heap, offset, length)
+                    elif kind == _L2:
+                        self._l2(heap, offset, guest)
+                    elif kind == _DATA:
+                        self._data(pool, offset, guest, length)
+                    else:
+                        self._compressed(pool, offset, guest, length)
+                if not self._failures:
+                    self.reader.drain()
+            finally:
+                pool.shutdown(wait=True)
+        if self._failures:
+            raise self._failures[0]
+        if self.progress:
+            self.progress(self.reader.pos)
