@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, vmdiskimage-operator maintainers
+# SPDX-License-Identifier: Apache-2.0
 """qcow2 decoded in one pass: the raw disk written to the target as the file streams by.
 
 A qcow2 file is read front to back, once: the header, the active L1 table, then each L2

@@ -178,7 +178,8 @@ def test_exec_credential_plugin_failure_is_named(tmp_path, api):
         pytest.param({}, "not running in a pod", id="no-config-at-all"),
         pytest.param({"kubeconfig": {"contexts": []}}, "no current-context", id="no-context"),
         pytest.param(
-            {"kubeconfig": "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig does not exist",
+            {"kubeconfig": "/nonexistent/kubeconfig"},
+            "/nonexistent/kubeconfig does not exist",
             id="kubeconfig-gone",
         ),
     ],
