@@ -643,13 +643,13 @@ def hostile_sources(
         push_crafted(client, "bad/bomb", "1", [(bomb, gz, None)])
         sources["decompression bomb"] = (f"{registry.url}/bad/bomb:1", {}, "TargetTooSmall")
         push_crafted(client, "bad/empty", "1", [])
-        sources["empty layer list"] = (f"{registry.url}/bad/empty:1", {}, "")
+        sources["empty layer list"] = (f"{registry.url}/bad/empty:1", {}, "DiskNotFound")
         # Bytes that say qcow2 and are not.
         liar = b"QFI\xfb" + b"\x00\x00\x00\x03" + os.urandom(4096)
         push_crafted(client, "bad/liar", "1", [
             (_tar_gz([(_entry("disk/disk.img", size=len(liar)), liar)]), gz, None),
         ])  # fmt: skip
-        sources["lying disk format"] = (f"{registry.url}/bad/liar:1", {}, "")
+        sources["lying disk format"] = (f"{registry.url}/bad/liar:1", {}, "UnsupportedDiskFormat")
     backing = work / "backing.qcow2"
     to_qcow2(disk, backing)
     child = work / "child.qcow2"
@@ -681,7 +681,11 @@ def hostile_sources(
         {"targetSize": "8Mi"},
         "TargetTooSmall",
     )
-    sources["manifest larger than the limit"] = (f"{front_server.url}/bad/huge:1", {}, "")
+    sources["manifest larger than the limit"] = (
+        f"{front_server.url}/bad/huge:1",
+        {},
+        "UnsupportedManifest",
+    )
     return sources
 
 
