@@ -321,6 +321,7 @@ def populate(
             plain_http=plain_http,
             tls_verify=tls_verify,
         )
+    told_before, client.on_wait = client.on_wait, progress.wait
     try:
         progress.set_phase("ImageFetching")
         resolved = client.resolve(reference, platform)
@@ -375,6 +376,7 @@ def populate(
         finally:
             disk.close()
     finally:
+        client.on_wait = told_before
         if own_client:
             client.close()
     return PopulateResult(

@@ -74,6 +74,8 @@ class Progress:
         self.interval = interval
         self.phase = "Copying"
         self.done = 0
+        #: What the import is waiting for (a busy registry), or None.
+        self.waiting: str | None = None
         self.started = time.monotonic()
         self._last = float("-inf")
 
@@ -87,6 +89,8 @@ class Progress:
         }
         if self.total:
             data["percent"] = round(min(100.0, 100.0 * self.done / self.total), 1)
+        if self.waiting:
+            data["waiting"] = self.waiting
         return data
 
     def update(self, done: int, *, force: bool = False) -> None:
@@ -95,6 +99,11 @@ class Progress:
         if force or now - self._last >= self.interval:
             self._last = now
             self.emit()
+
+    def wait(self, message: str | None) -> None:
+        """Report at once that the import waits (``message``), or no longer waits (None)."""
+        self.waiting = message
+        self.emit()
 
     def set_phase(self, phase: str) -> None:
         self.phase = phase

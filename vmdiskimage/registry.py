@@ -4,7 +4,8 @@
 
 One :class:`RegistryClient` talks to one registry host. It handles anonymous, basic
 and bearer-token auth (the WWW-Authenticate realm/service/scope exchange), custom CA
-bundles, retries with exponential backoff, and resumes broken blob downloads with HTTP
+bundles, retries with exponential backoff (or, for 429 and 503, as long as the
+registry's ``Retry-After`` says, within a cap), and resumes broken blob downloads with HTTP
 Range requests. Every blob read through :class:`BlobReader` is checked against its
 digest; a mismatch raises :class:`~vmdiskimage.errors.DigestMismatch` at the end of the
 stream, so nothing downstream may report success before the reader hit EOF.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import hashlib
 import http.client
 import io
@@ -75,6 +77,28 @@ _STREAM_ERRORS = (
     requests.exceptions.RequestException,
 )
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: Answers whose ``Retry-After`` the client obeys (RFC 9110 §10.2.3; RFC 6585 §4).
+_TOLD_TO_WAIT = frozenset({429, 503})
+#: The longest one ``Retry-After`` is obeyed for; a longer one is cut to this.
+RETRY_AFTER_CAP = 60.0
+#: Seconds a client waits in all, as registries tell it, before it gives up.
+DEFAULT_MAX_WAIT = 600.0
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 @dataclass(frozen=True)
@@ -279,6 +303,8 @@ class RegistryClient:
         retries: int = 5,
         backoff: float = 0.5,
         timeout: float = 60.0,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        on_wait: Callable[[str | None], None] | None = None,
     ) -> None:
         self.registry = registry
         self.api_host = ImageReference(registry, "x").api_host
@@ -287,6 +313,10 @@ class RegistryClient:
         self.retries = retries
         self.backoff = backoff
         self.timeout = (min(timeout, 15.0), timeout)
+        self.max_wait = max_wait
+        #: Told a wait's message when one starts and None when it ends (for progress).
+        self.on_wait = on_wait
+        self.waited = 0.0  # seconds spent waiting as registries told
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # Passed on every request: a session-level setting loses to REQUESTS_CA_BUNDLE.
@@ -468,6 +498,10 @@ class RegistryClient:
                 raise AccessDenied(f"registry {self.registry} denied access to {what} (HTTP 403)")
             if resp.status_code == 404:
                 raise ImageNotFound(f"{what} not found in registry {self.registry}")
+            told = retry_after(resp.headers.get("Retry-After"))
+            if resp.status_code in _TOLD_TO_WAIT and told is not None:
+                self._wait_as_told(resp.status_code, told, what)
+                continue
             if resp.status_code in _RETRY_STATUS and attempt < self.retries:
                 log.warning("%s %s answered %s; retrying", method, url, resp.status_code)
                 _sleep_backoff(attempt, self.backoff)
@@ -477,6 +511,28 @@ class RegistryClient:
                 f"registry {self.registry} answered HTTP {resp.status_code} for {what}: "
                 f"{error_text}"
             )
+
+    def _wait_as_told(self, status: int, seconds: float, what: str) -> None:
+        """Sleep as a 429 or 503 answer's Retry-After asks, within the caps; say so."""
+        seconds = min(max(seconds, self.backoff), RETRY_AFTER_CAP)  # "0" must not spin
+        if self.waited + seconds > self.max_wait:
+            raise RegistryUnavailable(
+                f"registry {self.registry} kept answering HTTP {status} for {what}: waited "
+                f"{self.waited:.0f} s in all as its Retry-After asked; giving up after "
+                f"{self.max_wait:.0f} s"
+            )
+        message = (
+            f"registry {self.registry} answered HTTP {status} "
+            f"({http.client.responses.get(status, 'busy')}) for {what}; waiting "
+            f"{seconds:.0f} s as its Retry-After asks"
+        )
+        log.warning("%s", message)
+        if self.on_wait is not None:
+            self.on_wait(message)
+        time.sleep(seconds)
+        self.waited += seconds
+        if self.on_wait is not None:
+            self.on_wait(None)
 
     # -- manifests ---------------------------------------------------------------
 

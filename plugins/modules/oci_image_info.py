@@ -56,7 +56,11 @@ options:
     type: bool
     default: false
   timeout:
-    description: Seconds to wait for the registry on each request.
+    description:
+      - Seconds to wait for the registry on each request.
+      - Also the most the module waits in all when the registry answers 429 or 503 with
+        C(Retry-After); past it the module fails with reason C(RegistryUnavailable), which
+        the operator retries later instead of holding a reconcile.
     type: float
     default: 60
 attributes:
@@ -246,6 +250,7 @@ def inspect(params):
         plain_http=params["plain_http"],
         tls_verify=params["validate_certs"],
         timeout=params["timeout"],
+        max_wait=params["timeout"],
     )
     with client:
         info = sources.inspect(client, reference, platform)

@@ -8,6 +8,7 @@ the table `make hardening` prints (hack/hardening-table.py).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -229,6 +230,46 @@ def test_registry_restarted_mid_blob_resumes(
     )
     assert front.seen["blob"] >= 2, "the pod asked again for the rest of the blob"
     assert pod["metadata"]["uid"] not in pods_after or restarts == 0
+
+
+def test_busy_registry_is_waited_for_as_told(
+    cluster, namespace, operator, front, small_repo, disk, row
+):
+    row["expected"] = (
+        "429 with Retry-After: the pod waits as told, the wait shows in the status message; "
+        "then Ready with the right bytes"
+    )
+    # With a pull secret the operator does not resolve the tag itself (it reads no
+    # Secrets), so every busy answer goes to the populator pod.
+    auth = base64.b64encode(b"anyone:anything").decode()
+    cluster.apply(namespace, pull_secret("anon", {"auths": {front.url: {"auth": auth}}}))
+    front.busy, front.busy_status, front.retry_after = 3, 429, 6
+    started = time.monotonic()
+    cluster.apply(namespace, _target("busy", f"{front.url}/{small_repo}", pullSecretName="anon"))
+    messages: set[str] = set()
+    _watch_until(
+        cluster,
+        "the import past a busy registry",
+        lambda: status(cluster, namespace, "busy").get("phase") in ("Ready", "Failed"),
+        lambda: messages.add(status(cluster, namespace, "busy").get("message", "")),
+        timeout=240,
+        on_timeout=lambda: dump(cluster, namespace, operator),
+    )
+    took = time.monotonic() - started
+    final = wait_phase(cluster, namespace, "busy", "Ready", operator)
+    waits = sorted(m for m in messages if "Retry-After" in m)
+    row["observed"] = (
+        f"Ready in {took:.0f} s after 3 x 6 s asked; sha256 matches; status said: "
+        f"{waits[0][:150] if waits else 'nothing about the wait'}"
+    )
+    assert front.busy == 0, "the pod met every busy answer"
+    assert waits, f"no status message named the wait: {sorted(messages)}"
+    assert "answered HTTP 429" in waits[0] and "waiting 6 s" in waits[0]
+    assert took >= 18, f"three waits of 6 s were asked for; Ready after {took:.1f} s"
+    assert final["claims"]["busy-root"].get("restarts", 0) == 0, "waited in place, no retry"
+    assert expected_sha256(disk, TARGET) in read_back(
+        cluster, namespace, "busy-root", block=False, size=TARGET
+    )
 
 
 def test_corrupted_blob_fails_naming_the_digest(
@@ -644,12 +685,21 @@ def hostile_sources(
         sources["decompression bomb"] = (f"{registry.url}/bad/bomb:1", {}, "TargetTooSmall")
         push_crafted(client, "bad/empty", "1", [])
         sources["empty layer list"] = (f"{registry.url}/bad/empty:1", {}, "DiskNotFound")
-        # Bytes that say qcow2 and are not.
-        liar = b"QFI\xfb" + b"\x00\x00\x00\x03" + os.urandom(4096)
-        push_crafted(client, "bad/liar", "1", [
-            (_tar_gz([(_entry("disk/disk.img", size=len(liar)), liar)]), gz, None),
-        ])  # fmt: skip
-        sources["lying disk format"] = (f"{registry.url}/bad/liar:1", {}, "UnsupportedDiskFormat")
+        # Bytes that say qcow2 version 3 and are not: the header length is 0. (Fixed
+        # bytes: random ones would name a backing file now and then, a different reason.)
+        liar = b"QFI\xfb" + b"\x00\x00\x00\x03" + bytes(4096)
+        # A LUKS volume: a format the importer refuses by name.
+        luks = b"LUKS\xba\xbe\x00\x01" + bytes(4096)
+        for repo, data in (("bad/liar", liar), ("bad/luks", luks)):
+            push_crafted(client, repo, "1", [
+                (_tar_gz([(_entry("disk/disk.img", size=len(data)), data)]), gz, None),
+            ])  # fmt: skip
+        sources["lying disk format"] = (f"{registry.url}/bad/liar:1", {}, "CorruptImage")
+        sources["unsupported disk format"] = (
+            f"{registry.url}/bad/luks:1",
+            {},
+            "UnsupportedDiskFormat",
+        )
     backing = work / "backing.qcow2"
     to_qcow2(disk, backing)
     child = work / "child.qcow2"
@@ -695,6 +745,7 @@ HOSTILE_CASES = [
     "denied credentials",
     "targetSize below the virtual size",
     "lying disk format",
+    "unsupported disk format",
     "qcow2 with a backing file",
     "disk is a symlink",
     "disk is a hard link",

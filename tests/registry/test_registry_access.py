@@ -3,6 +3,7 @@ against real docker-registry processes."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ from tests.support.images import Layout, MiB, make_disk, skopeo_copy
 from tests.support.registry import start_registry
 from vmdiskimage import errors, push, sources
 from vmdiskimage.populate import main, populate
+from vmdiskimage.progress import Progress
 from vmdiskimage.reference import ImageReference
 from vmdiskimage.registry import RegistryClient
 
@@ -202,3 +204,49 @@ def test_inspect_reads_only_the_head(plain_registry, tmp_path):
         info = sources.inspect(client, f"{plain_registry.url}/head/disk:1")
     assert info.virtual_size == 64 * MiB and info.layer.digest == pushed.layer_digest
     assert info.annotations[sources.ANNOTATION_FORMAT] == "raw"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_busy_registry_is_waited_for_as_its_retry_after_says(
+    plain_registry, disks, tmp_path, status
+):
+    """429/503 with Retry-After: populate waits that long each time, says so, completes."""
+    from tests.support.faults import FaultyFront
+
+    pushed = _push(plain_registry, disks["raw"], f"busy/disk:{status}")
+    with FaultyFront(plain_registry.url, "127.0.0.1") as front:
+        front.busy, front.busy_status, front.retry_after = 3, status, 1
+        lines = io.StringIO()
+        started = time.monotonic()
+        result = populate(
+            f"{front.url}/busy/disk:{status}", tmp_path / "out.img", plain_http=True,
+            progress=Progress(stream=lines, interval=3600),
+        )  # fmt: skip
+        took = time.monotonic() - started
+    assert result.digest == pushed.digest
+    assert (tmp_path / "out.img").read_bytes() == disks["raw"].read_bytes()
+    assert front.busy == 0, "every busy answer was met"
+    assert took >= 3.0, f"three 1 s waits were asked for; the import took {took:.2f} s"
+    records = [json.loads(line)["progress"] for line in lines.getvalue().splitlines()]
+    waits = [r["waiting"] for r in records if "waiting" in r]
+    assert len(waits) == 3
+    assert f"answered HTTP {status}" in waits[0] and "Retry-After" in waits[0]
+    assert "waiting" not in records[-1], "the last progress line no longer waits"
+
+
+def test_busy_registry_past_the_wait_budget_is_unavailable(plain_registry, disks, tmp_path):
+    from tests.support.faults import FaultyFront
+
+    _push(plain_registry, disks["raw"], "busy/disk:long")
+    with FaultyFront(plain_registry.url, "127.0.0.1") as front:
+        front.busy, front.retry_after = 100, 3600  # asks for an hour: the cap is 60 s
+        client = RegistryClient(front.url, plain_http=True, max_wait=30)
+        started = time.monotonic()
+        with pytest.raises(
+            errors.RegistryUnavailable, match=r"kept answering HTTP 429.*after 30 s"
+        ):
+            populate(f"{front.url}/busy/disk:long", tmp_path / "out.img", client=client)
+        client.close()
+    # The hour was cut to 60 s, past the 30 s budget: no sleep at all.
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "out.img").exists() or (tmp_path / "out.img").stat().st_size == 0
