@@ -10,6 +10,9 @@
 #   cluster.sh env                   print export lines for other tools
 #   cluster.sh images                build base, pause, smoke and project images
 #   cluster.sh build-image DOCKERFILE CONTEXT TAG   build one image and load it
+#   cluster.sh device-ownership true|false   restart containerd with
+#                                    device_ownership_from_security_context so
+#                                    (containers keep running; `up` sets true)
 #
 # Layout: binaries in $VMDI_CACHE/bin/<component>-<version>/, the running node's state
 # in $VMDI_CLUSTER_DIR (kubeconfig, pki, logs, etcd, kubelet), containerd's image store
@@ -479,6 +482,8 @@ start_controllers() {
 
 start_containerd() {
   mkdir -p "$STATE/containerd" "$CONTAINERD_ROOT"
+  local device_ownership
+  device_ownership=$(cat "$STATE/containerd/device-ownership" 2>/dev/null || echo true)
   cat >"$STATE/containerd/config.toml" <<EOF
 # containerd for the vmdiskimage test node only: own root, state and sockets, so the
 # host's containerd (if any) is untouched.
@@ -501,7 +506,8 @@ state = "$STATE/containerd/state"
   # Block volumes reach containers as device nodes owned by root; with this, they are
   # owned by the pod's runAsUser/runAsGroup instead, so a non-root populator can write
   # them. It is the node setting KubeVirt and CDI document for non-root block access.
-  device_ownership_from_security_context = true
+  # containerd's own default is false: `cluster.sh device-ownership false` tries that.
+  device_ownership_from_security_context = $device_ownership
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -751,6 +757,19 @@ cmd_down() {
 
 # ---------------------------------------------------------------------------------------
 
+# Restart containerd alone with another device_ownership_from_security_context; the
+# running containers' shims outlive it, and the kubelet reconnects.
+cmd_device_ownership() {
+  [[ "${1:-}" == true || "${1:-}" == false ]] || die "usage: cluster.sh device-ownership true|false"
+  running containerd || die "the node is not up"
+  echo "$1" >"$STATE/containerd/device-ownership"
+  stop containerd
+  start_containerd
+  wait_for "node $NODE_NAME Ready" 120 \
+    sh -c "kubectl --kubeconfig '$KUBECONFIG_FILE' get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+  log "containerd runs with device_ownership_from_security_context = $1"
+}
+
 cmd_status() {
   local n rc=0
   for n in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy csi-hostpath csi-provisioner; do
@@ -788,7 +807,8 @@ main() {
   images) ensure_packages; build_binaries; build_images; build_project_images ;;
   build-image) shift; [[ $# -eq 3 ]] || die "usage: cluster.sh build-image DOCKERFILE CONTEXT TAG"
     ensure_packages; build_image "$@" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  device-ownership) shift; cmd_device_ownership "$@" ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 }
 

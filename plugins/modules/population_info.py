@@ -117,6 +117,15 @@ result:
   returned: success
   type: dict
   sample: {result: Failed, reason: ImageNotFound, message: "manifest unknown"}
+assigns_uid:
+  description:
+    - Whether the cluster assigns pod UIDs itself, so the populator pod must not set one
+      (it serves C(securitycontextconstraints.security.openshift.io), as OpenShift does;
+      its restricted-v2 SCC refuses a runAsUser or fsGroup outside the namespace's range).
+      Looked up only when the pod is about to be created; false otherwise.
+  returned: success
+  type: bool
+  sample: false
 volume:
   description: The PersistentVolume a bound claim is bound to, or null.
   returned: success
@@ -133,6 +142,7 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures im
     fail_from_exception,
 )
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import (
+    ConfigError,
     api_client,
     find_resource,
     get_object,
@@ -164,6 +174,18 @@ def pod_log(client, pods, name, namespace, lines):
         return ""
 
 
+SCC_API = "security.openshift.io/v1"
+
+
+def assigns_uid(client):
+    """Whether the API server serves OpenShift's SecurityContextConstraints."""
+    try:
+        find_resource(client, SCC_API, "SecurityContextConstraints")
+    except ConfigError:
+        return False
+    return True
+
+
 def read(module, client):
     params = module.params
     namespace = params["namespace"]
@@ -179,6 +201,7 @@ def read(module, client):
         terminated=None,
         result=None,
         volume=None,
+        assigns_uid=False,
     )
     claim = get_object(client, pvcs, params["name"], namespace)
     if claim is None:
@@ -203,7 +226,9 @@ def read(module, client):
     pods = find_resource(client, "v1", "Pod")
     pod = get_object(client, pods, state["pod_name"], namespace)
     state["pod"] = pod
-    if pod is not None:
+    if pod is None:
+        state["assigns_uid"] = assigns_uid(client)
+    else:
         state["terminated"] = container_terminated(pod)
         state["result"] = parse_result(state["terminated"])
         if (pod.get("status") or {}).get("phase") == "Running":

@@ -106,6 +106,14 @@ def basic_registry(
 
 
 @pytest.fixture(scope="module")
+def tls_registry(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """HTTPS with a private CA that nothing in the cluster trusts."""
+    workdir = tmp_path_factory.mktemp("hard-tls-registry")
+    with start_registry(workdir, host=cluster.bridge_ip, tls=True) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
 def front_server(cluster: Cluster, registry: Registry) -> Iterator[FaultyFront]:
     with FaultyFront(registry.url, cluster.bridge_ip) as front:
         yield front
@@ -655,6 +663,7 @@ def hostile_sources(
     cluster: Cluster,
     registry: Registry,
     basic_registry: Registry,
+    tls_registry: Registry,
     front_server: FaultyFront,
     disk: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -726,6 +735,12 @@ def hostile_sources(
         {"pullSecretName": "pull"},
         "AuthenticationFailed",
     )
+    _publish(tls_registry, disk, "bad/untrusted:1", push.CONTAINER_DISK, "gzip")
+    sources["registry certificate not trusted"] = (
+        f"{tls_registry.url}/bad/untrusted:1",
+        {"insecureRegistry": False},  # HTTPS, verified; no caBundleConfigMap
+        "TLSVerificationFailed",
+    )
     sources["targetSize below the virtual size"] = (
         f"{registry.url}/hard/small:1",
         {"targetSize": "8Mi"},
@@ -743,6 +758,7 @@ HOSTILE_CASES = [
     "tag that does not exist",
     "registry that does not answer",
     "denied credentials",
+    "registry certificate not trusted",
     "targetSize below the virtual size",
     "lying disk format",
     "unsupported disk format",
@@ -870,6 +886,110 @@ def test_imports_in_a_restricted_namespace(
         f"{k} {'yes' if v else 'NO'}" for k, v in checks.items()
     )
     assert all(checks.values()), checks
+    assert_clean(cluster, namespace, operator)
+
+
+SCC_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "securitycontextconstraints.security.openshift.io"},
+    "spec": {
+        "group": "security.openshift.io",
+        "scope": "Cluster",
+        "names": {
+            "kind": "SecurityContextConstraints",
+            "listKind": "SecurityContextConstraintsList",
+            "plural": "securitycontextconstraints",
+            "singular": "securitycontextconstraints",
+        },
+        "versions": [{
+            "name": "v1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": True,
+            }},
+        }],
+    },
+}  # fmt: skip
+
+
+def test_no_fixed_uid_where_openshift_assigns_one(
+    cluster, namespace, operator, registry, small_repo, row
+):
+    """With OpenShift's SCC API served, the populator pod leaves UID and fsGroup to it."""
+    row["expected"] = (
+        "the cluster serves security.openshift.io SCCs: the populator pod sets no runAsUser, "
+        "runAsGroup or fsGroup (restricted-v2 assigns them from the namespace's range)"
+    )
+    cluster.apply(namespace, SCC_CRD)  # cluster-scoped: the namespace is ignored
+    try:
+        cluster.wait_for(
+            "the SCC API to be served",
+            lambda: (
+                "securitycontextconstraints"
+                in cluster.kubectl("get", "--raw", "/apis/security.openshift.io/v1", check=False)
+            ),
+            timeout=60,
+        )
+        cluster.apply(namespace, vmdiskimage("oshift", f"{registry.url}/{small_repo}", "oshift"))
+        cluster.apply(namespace, populated_claim("oshift", "oshift", FS, size="64Mi"))
+        cluster.wait_for(
+            "the populator pod",
+            lambda: _pods(cluster, namespace) != [],
+            timeout=120,
+            on_timeout=lambda: dump(cluster, namespace, operator),
+        )
+        spec = _pods(cluster, namespace)[0]["spec"]
+    finally:
+        cluster.kubectl("delete", "crd", SCC_CRD["metadata"]["name"], "--wait=true")
+    pod_sc = spec["securityContext"]
+    set_ids = [k for k in ("runAsUser", "runAsGroup", "fsGroup") if k in pod_sc]
+    set_ids += [f"container {k}" for k in ("runAsUser", "runAsGroup")
+                if k in spec["containers"][0]["securityContext"]]  # fmt: skip
+    row["observed"] = (
+        f"pod securityContext {json.dumps(pod_sc, sort_keys=True)}; fixed ids: {set_ids or 'none'}"
+    )
+    assert set_ids == [], pod_sc
+    assert pod_sc.get("runAsNonRoot") is True
+    cluster.kubectl("-n", namespace, "delete", "vdi,pvc", "--all", "--wait=true", "--timeout=120s")
+    assert_clean(cluster, namespace, operator)
+
+
+def _device_ownership(value: bool) -> None:
+    subprocess.run(
+        [str(REPO / "hack/cluster/cluster.sh"), "device-ownership", str(value).lower()],
+        check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_block_volume_on_a_node_without_device_ownership(
+    cluster, namespace, operator, registry, small_repo, row
+):
+    """containerd's default: a Block volume's device node stays root's, the pod is not."""
+    row["expected"] = (
+        "device_ownership_from_security_context = false: Failed at once (no retry), the "
+        "message names the node setting, a Warning; the claim stays unbound"
+    )
+    _device_ownership(False)
+    try:
+        started = time.monotonic()
+        cluster.apply(namespace, vmdiskimage("noown", f"{registry.url}/{small_repo}", "noown"))
+        cluster.apply(namespace, populated_claim("noown", "noown", FS, block=True, size="64Mi"))
+        final = wait_phase(cluster, namespace, "noown", "Failed", operator, timeout=180)
+        took = time.monotonic() - started
+    finally:
+        _device_ownership(True)
+    claim_events = _reasons(cluster, namespace, "PersistentVolumeClaim", "noown")
+    restarts = final.get("claims", {}).get("noown", {}).get("restarts", 0)
+    row["observed"] = (
+        f"Failed after {took:.0f} s, {restarts} retries: {final['message'][:160]}; claim "
+        f"{pvc_phase(cluster, namespace, 'noown')}; claim events {claim_events}"
+    )
+    assert "TargetNotWritable" in final["message"], final
+    assert "device_ownership_from_security_context" in final["message"], final
+    assert restarts == 0
+    assert "TargetNotWritable" in claim_events
+    assert pvc_phase(cluster, namespace, "noown") == "Pending"
+    cluster.kubectl("-n", namespace, "delete", "vdi,pvc", "--all", "--wait=true", "--timeout=120s")
     assert_clean(cluster, namespace, operator)
 
 
