@@ -340,7 +340,8 @@ class RegistryClient:
         """A client for ``reference``'s registry, with credentials from a dockerconfigjson file."""
         creds = None
         if docker_config:
-            creds = credentials_for(reference.registry, load_docker_config(docker_config))
+            config = load_docker_config(docker_config)
+            creds = credentials_for(reference.registry, config, reference.repository)
         return cls(reference.registry, credentials=creds, **kwargs)
 
     @property
@@ -486,12 +487,10 @@ class RegistryClient:
             error_text = _error_text(resp) if stream else resp.text[:300]
             resp.close()
             if resp.status_code == 401:
+                challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
                 if refreshed:
-                    raise AuthenticationFailed(
-                        f"registry {self.registry} refused the credentials for {what} (HTTP 401)"
-                    )
-                header = resp.headers.get("WWW-Authenticate", "")
-                self._authorize(parse_challenge(header), scope)
+                    self._refused(challenge, what)
+                self._authorize(challenge, scope)
                 refreshed = True
                 continue
             if resp.status_code == 403:
@@ -511,6 +510,25 @@ class RegistryClient:
                 f"registry {self.registry} answered HTTP {resp.status_code} for {what}: "
                 f"{error_text}"
             )
+
+    def _refused(self, challenge: Challenge, what: str) -> None:
+        """Raise what a 401 after authorizing means (RFC 6750 error codes)."""
+        if challenge.params.get("error") == "insufficient_scope":
+            # Docker Hub's answer for a repository that does not exist, as for one the
+            # token does not cover: the registry will not say which.
+            if self.credentials is None:
+                raise ImageNotFound(
+                    f"{what} not found in registry {self.registry}, or not authorized: "
+                    "the registry lets anonymous clients read no such repository (HTTP 401 "
+                    "insufficient_scope); check the name, or give a pull secret"
+                )
+            raise AccessDenied(
+                f"{what} not found in registry {self.registry}, or not authorized for user "
+                f"{self.credentials.username!r} (HTTP 401 insufficient_scope)"
+            )
+        raise AuthenticationFailed(
+            f"registry {self.registry} refused the credentials for {what} (HTTP 401)"
+        )
 
     def _wait_as_told(self, status: int, seconds: float, what: str) -> None:
         """Sleep as a 429 or 503 answer's Retry-After asks, within the caps; say so."""

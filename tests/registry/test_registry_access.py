@@ -60,6 +60,49 @@ def test_auth_with_dockerconfigjson(request, registry_name, disks, tmp_path):
         populate(ref, tmp_path / "anon.img", **options)  # no credentials at all
 
 
+def test_dockerconfigjson_as_people_write_it(basic_registry, disks, tmp_path):
+    """An empty Docker Hub entry, a malformed key for another registry, a repository path."""
+    _push(basic_registry, disks["raw"], "team/disk:1")
+    good = basic_registry.dockerconfigjson()["auths"][basic_registry.url]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "auths": {
+            "https://index.docker.io/v1/": {},  # Docker Desktop, beside its credsStore
+            "broken.example": {"auth": "bm8tY29sb24="},  # "no-colon": not for this image
+            f"{basic_registry.url}/team": good,
+            basic_registry.url: {"auth": "d3Jvbmc6d3Jvbmc="},  # wrong:wrong, less specific
+        },
+        "credsStore": "desktop",
+    }))  # fmt: skip
+    populate(
+        f"{basic_registry.url}/team/disk:1", tmp_path / "out.img", docker_config=config,
+        **basic_registry.client_options(),
+    )  # fmt: skip
+    assert (tmp_path / "out.img").read_bytes() == disks["raw"].read_bytes()
+    _push(basic_registry, disks["raw"], "other/disk:1")
+    with pytest.raises(errors.AuthenticationFailed):  # the registry-wide key is wrong
+        populate(
+            f"{basic_registry.url}/other/disk:1", tmp_path / "other.img", docker_config=config,
+            **basic_registry.client_options(),
+        )  # fmt: skip
+
+
+def test_insufficient_scope_is_not_found_or_not_authorized(token_registry, disks, tmp_path):
+    """Docker Hub's answer for a repository that does not exist is not 'bad credentials'."""
+    _push(token_registry, disks["raw"], "scope/disk:1")
+    token_registry.token_server.anonymous = True
+    try:
+        with pytest.raises(errors.ImageNotFound, match=r"not found .*or not authorized") as exc:
+            populate(
+                f"{token_registry.url}/scope/missing:1", tmp_path / "anon.img",
+                **token_registry.client_options(),
+            )  # fmt: skip
+    finally:
+        token_registry.token_server.anonymous = False
+    assert "insufficient_scope" in exc.value.message
+    assert "credentials" not in exc.value.message.split("(")[0]
+
+
 def test_wrong_credentials_reported_in_termination_message(basic_registry, disks, tmp_path):
     _push(basic_registry, disks["raw"], "auth/term:1")
     wrong = basic_registry.dockerconfigjson_path(password="nope", name="nope.json")

@@ -52,6 +52,8 @@ class TokenServer:
         self.issued = 0
         self.refused = 0
         self.authorizations: list[str] = []  # Authorization headers received
+        #: Issue tokens that grant nothing to clients without credentials (Docker Hub).
+        self.anonymous = False
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,14 +68,19 @@ class TokenServer:
                 query = parse_qs(url.query)
                 if "Authorization" in self.headers:
                     server.authorizations.append(self.headers["Authorization"])
-                if not server._authorized(self.headers.get("Authorization", "")):
+                anonymous = "Authorization" not in self.headers and server.anonymous
+                if anonymous:
+                    # Docker Hub's way: a token for anyone, granting nothing private.
+                    token = server.sign([], query.get("service", [""])[0])
+                elif not server._authorized(self.headers.get("Authorization", "")):
                     server.refused += 1
                     self.send_response(401)
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
                     self.wfile.write(b'{"errors":[{"code":"UNAUTHORIZED"}]}')
                     return
-                token = server.sign(query.get("scope", []), query.get("service", [""])[0])
+                else:
+                    token = server.sign(query.get("scope", []), query.get("service", [""])[0])
                 body = json.dumps({"token": token, "access_token": token, "expires_in": 300})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
