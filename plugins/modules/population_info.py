@@ -142,6 +142,7 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures im
     fail_from_exception,
 )
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import (
+    ApiError,
     ConfigError,
     api_client,
     find_resource,
@@ -162,16 +163,22 @@ ARGUMENT_SPEC = dict(
 
 
 def pod_log(client, pods, name, namespace, lines):
-    """The last lines of a pod's log ('' when it cannot be read yet)."""
+    """The last lines of a pod's log ('' while its container has not started, or is gone).
+
+    Any other error is raised: swallowing them once hid that the API server answers
+    406 to ``Accept: text/plain``, and no progress was ever read.
+    """
     try:
         return client.request(
             "GET",
             f"{pods.path(name=name, namespace=namespace)}/log",
             query={"tailLines": lines},
-            accept="text/plain",
+            accept="*/*",  # the logs endpoint answers 406 to text/plain alone
         )
-    except Exception:  # the container may not have started; progress then waits
-        return ""
+    except ApiError as exc:
+        if exc.status in (400, 404):  # "container ... is waiting to start", or deleted
+            return ""
+        raise
 
 
 SCC_API = "security.openshift.io/v1"

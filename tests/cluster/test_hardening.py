@@ -9,6 +9,7 @@ the table `make hardening` prints (hack/hardening-table.py).
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import subprocess
@@ -238,6 +239,44 @@ def test_registry_restarted_mid_blob_resumes(
     )
     assert front.seen["blob"] >= 2, "the pod asked again for the rest of the blob"
     assert pod["metadata"]["uid"] not in pods_after or restarts == 0
+
+
+def test_progress_moves_while_copying(
+    cluster, namespace, operator, front, slow_repo, slow_disk, row
+):
+    row["expected"] = (
+        "kubectl get vdi shows Copying and a percentage that moves at least every 10 s"
+    )
+    front.rate = RATE
+    cluster.apply(namespace, _target("prog", f"{front.url}/{slow_repo}"))
+    seen: list[tuple[float, str, str]] = []  # (time, phase, progress)
+
+    def look() -> None:
+        out = status(cluster, namespace, "prog")
+        if out.get("phase") and (not seen or seen[-1][1:] != (out["phase"], out.get("progress"))):
+            seen.append((time.monotonic(), out["phase"], str(out.get("progress"))))
+
+    _watch_until(
+        cluster,
+        "the slow import to finish",
+        lambda: status(cluster, namespace, "prog").get("phase") in ("Ready", "Failed"),
+        look,
+        timeout=180,
+        on_timeout=lambda: dump(cluster, namespace, operator),
+    )
+    wait_phase(cluster, namespace, "prog", "Ready", operator)
+    copying = [(t, p) for t, phase, p in seen if phase == "Copying" and p not in ("N/A", "None")]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(copying)]
+    row["observed"] = (
+        f"Copying at {', '.join(p for _, p in copying)}; longest gap between moves "
+        f"{max(gaps, default=0):.1f} s"
+    )
+    assert len(copying) >= 2, seen
+    assert all(0.0 < float(p.rstrip("%")) < 100.0 for _, p in copying), seen
+    assert max(gaps) <= 10.0, seen
+    assert expected_sha256(slow_disk, TARGET) in read_back(
+        cluster, namespace, "prog-root", block=False, size=TARGET
+    )
 
 
 def test_busy_registry_is_waited_for_as_told(
