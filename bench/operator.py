@@ -104,14 +104,19 @@ class MemorySampler(threading.Thread):
             self.peak = max(self.peak, sum(rss_of(p) for p in tree_pids(self.root)))
 
 
-def pid_named(root: int, name: str) -> int:
-    for pid in tree_pids(root):
-        try:
-            if name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                return pid
-        except OSError:
-            pass
-    raise RuntimeError(f"no {name} under pid {root}")
+def pid_named(root: int, name: str, timeout: float = 30) -> int:
+    """The process under ``root`` whose command line names ``name`` (it may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in tree_pids(root):
+            try:
+                if name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    return pid
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {name} under pid {root} after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def wait(what: str, predicate, timeout: float = 900, interval: float = 0.2) -> float:
