@@ -40,6 +40,14 @@ class Operator:
 
     def start(self, timeout: float = 60) -> None:
         """Start the operator and wait until its health endpoint answers."""
+        try:  # another operator (a run killed before its cleanup) would answer for this one
+            with urllib.request.urlopen(f"http://{HEALTH_ADDRESS}/readyz", timeout=2):
+                raise AssertionError(
+                    f"an operator already answers on {HEALTH_ADDRESS}: stop it first "
+                    "(pgrep -af 'ansible-operator run')"
+                )
+        except OSError:
+            pass
         self.starts += 1
         env = {
             **os.environ,
