@@ -40,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from tests.support.registry import start_registry  # noqa: E402
-from vmdiskimage import compression, push, sources  # noqa: E402
-from vmdiskimage.registry import OCI_MANIFEST, ReadAhead, RegistryClient  # noqa: E402
+from vmdiskimage import compression, oci, push, sources  # noqa: E402
+from vmdiskimage.oci import OCI_MANIFEST  # noqa: E402
+from vmdiskimage.registry import ReadAhead, RegistryClient  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -97,9 +98,9 @@ def push_layer(client: RegistryClient, repo: str, meta: dict) -> None:
         annotations = None
     else:
         config, config_type = b"{}", "application/vnd.oci.empty.v1+json"
-        layer_type = sources.disk_media_type("raw", meta["comp"])
-        annotations = {sources.ANNOTATION_UNCOMPRESSED_SIZE: str(meta["disk_size"]),
-                       sources.ANNOTATION_FORMAT: "raw"}  # fmt: skip
+        layer_type = oci.disk_media_type("raw", meta["comp"])
+        annotations = {oci.ANNOTATION_UNCOMPRESSED_SIZE: str(meta["disk_size"]),
+                       oci.ANNOTATION_FORMAT: "raw"}  # fmt: skip
     import io
 
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.utils
-import hashlib
 import http.client
 import io
 import json
@@ -25,7 +24,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
@@ -40,28 +38,29 @@ from .errors import (
     AuthenticationFailed,
     DigestMismatch,
     ImageNotFound,
-    InvalidArgument,
     PlatformNotFound,
     RegistryError,
     RegistryUnavailable,
     TLSFailure,
     UnsupportedManifest,
-    VMDiskImageError,
+)
+from .oci import (
+    DEFAULT_PLATFORM,
+    DIGEST_ALGORITHMS,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Manifest,
+    Platform,
+    ResolvedImage,
+    content_digest,
 )
 from .reference import ImageReference, validate_digest
 
 log = logging.getLogger(__name__)
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
-INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
 
 MAX_MANIFEST_BYTES = 4 << 20
@@ -99,170 +98,6 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     if when is None or when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-@dataclass(frozen=True)
-class Platform:
-    """An OCI platform: ``os/architecture[/variant]``."""
-
-    os: str = "linux"
-    architecture: str = "amd64"
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """Parse ``linux/arm64/v8`` (the form of ``--platform``)."""
-        parts = text.strip().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise InvalidArgument(f"platform {text!r} must look like os/arch[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def matches(self, spec: dict[str, Any] | None) -> bool:
-        """Whether an index entry's ``platform`` object is this platform."""
-        if not spec:
-            return False
-        if spec.get("os") != self.os or spec.get("architecture") != self.architecture:
-            return False
-        return self.variant is None or spec.get("variant") == self.variant
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-DEFAULT_PLATFORM = Platform()
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """An OCI content descriptor."""
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: dict[str, str] = field(default_factory=dict)
-    platform: dict[str, Any] | None = None
-    artifact_type: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Descriptor:
-        try:
-            digest = validate_digest(str(data["digest"]))
-            size = int(data["size"])
-        except (KeyError, TypeError, ValueError, VMDiskImageError) as exc:
-            raise UnsupportedManifest(f"malformed descriptor in manifest: {data!r}") from exc
-        if size < 0:
-            raise UnsupportedManifest(f"descriptor {digest} has a negative size")
-        return cls(
-            media_type=str(data.get("mediaType", "")),
-            digest=digest,
-            size=size,
-            annotations=dict(data.get("annotations") or {}),
-            platform=data.get("platform"),
-            artifact_type=data.get("artifactType"),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        }
-        if self.annotations:
-            data["annotations"] = self.annotations
-        if self.platform:
-            data["platform"] = self.platform
-        if self.artifact_type:
-            data["artifactType"] = self.artifact_type
-        return data
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A manifest or index as fetched: raw bytes, digest and the parsed document."""
-
-    media_type: str
-    digest: str
-    raw: bytes = field(repr=False)
-    data: dict[str, Any] = field(repr=False)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes, content_type: str | None = None) -> Manifest:
-        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise UnsupportedManifest(f"manifest {digest} is not JSON") from exc
-        if not isinstance(data, dict):
-            raise UnsupportedManifest(f"manifest {digest} is not a JSON object")
-        media_type = data.get("mediaType") or (content_type or "").split(";")[0].strip()
-        if not media_type:
-            # OCI allows omitting mediaType; tell index and manifest apart by shape.
-            media_type = OCI_INDEX if "manifests" in data else OCI_MANIFEST
-        if media_type in DOCKER_SCHEMA1 or data.get("schemaVersion") == 1:
-            raise UnsupportedManifest(
-                f"manifest {digest} is Docker schema 1, which is deprecated and unsupported; "
-                "re-push the image with a current tool"
-            )
-        if media_type not in INDEX_TYPES + MANIFEST_TYPES:
-            raise UnsupportedManifest(f"manifest {digest} has unsupported media type {media_type}")
-        return cls(media_type, digest, raw, data)
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-    @property
-    def manifests(self) -> list[Descriptor]:
-        return [Descriptor.from_dict(d) for d in self.data.get("manifests") or []]
-
-    @property
-    def layers(self) -> list[Descriptor]:
-        return [Descriptor.from_dict(d) for d in self.data.get("layers") or []]
-
-    @property
-    def config(self) -> Descriptor | None:
-        cfg = self.data.get("config")
-        return Descriptor.from_dict(cfg) if cfg else None
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        return dict(self.data.get("annotations") or {})
-
-    @property
-    def artifact_type(self) -> str | None:
-        """OCI 1.1 ``artifactType``, falling back to the config media type like ORAS does."""
-        if self.data.get("artifactType"):
-            return str(self.data["artifactType"])
-        cfg = self.config
-        return cfg.media_type if cfg else None
-
-
-@dataclass(frozen=True)
-class ResolvedImage:
-    """An image resolved to one platform manifest."""
-
-    reference: ImageReference  # pinned to the platform manifest's digest
-    manifest: Manifest
-    index_digest: str | None = None
-    platform: Platform | None = None
-
-    @property
-    def digest(self) -> str:
-        return self.manifest.digest
-
-
-#: The digest algorithms content can be verified with (``validate_digest`` allows these).
-DIGEST_ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
-
-
-def content_digest(data: bytes, algorithm: str) -> str:
-    """The ``algorithm:hex`` digest of ``data``; an algorithm we cannot compute is refused."""
-    if algorithm not in DIGEST_ALGORITHMS:
-        raise UnsupportedManifest(
-            f"digest algorithm {algorithm!r} cannot be verified; "
-            f"supported: {', '.join(DIGEST_ALGORITHMS)}"
-        )
-    return f"{algorithm}:{DIGEST_ALGORITHMS[algorithm](data).hexdigest()}"
 
 
 def read_capped(resp: requests.Response, limit: int) -> bytes | None:
@@ -579,11 +414,7 @@ class RegistryClient:
         entries = top.manifests
         chosen = next((d for d in entries if platform.matches(d.platform)), None)
         if chosen is None:
-            have = ", ".join(
-                str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant")))
-                for p in (d.platform for d in entries)
-                if p
-            )
+            have = ", ".join(str(Platform.from_spec(d.platform)) for d in entries if d.platform)
             raise PlatformNotFound(
                 f"image {reference} has no manifest for platform {platform} "
                 f"(it has: {have or 'none'})",
@@ -605,7 +436,7 @@ class RegistryClient:
             ok=(200, 201),
             what=f"manifest upload {repository}:{ref}",
         )
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+        return content_digest(raw, "sha256")
 
     # -- blobs -------------------------------------------------------------------
 

@@ -8,8 +8,8 @@
   and the disk layer itself streams in one pass. Links, devices, ``..`` paths and
   sparse tar entries are refused as the disk.
 * **artifact**: a manifest with exactly one disk layer, recognised by media type
-  (ours, see :data:`DISK_MEDIA_TYPE_PREFIX`, or KubeVirt's ``application/vnd.kubevirt.disk.*``)
-  or by the :data:`ANNOTATION_FORMAT` annotation. The layer is the disk file itself,
+  (ours or KubeVirt's, see :mod:`vmdiskimage.oci`) or by the
+  :data:`~vmdiskimage.oci.ANNOTATION_FORMAT` annotation. The layer is the disk file itself,
   possibly gzip, zstd or xz compressed.
 
 :func:`inspect` reads the manifest and only the first bytes of the disk;
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,38 +33,24 @@ from .errors import (
     UnsupportedFormat,
     UnsupportedManifest,
 )
+from .oci import (
+    ANNOTATION_FORMAT,
+    ANNOTATION_TITLE,
+    ANNOTATION_UNCOMPRESSED_SIZE,
+    ANNOTATION_VIRTUAL_SIZE,
+    DISK_MEDIA_TYPE_PREFIX,
+    DISK_MEDIA_TYPE_RE,
+    KUBEVIRT_MEDIA_TYPE_PREFIX,
+    TAR_LAYER_TYPES,
+    Descriptor,
+    Platform,
+    ResolvedImage,
+)
 from .reference import ImageReference
-from .registry import Descriptor, Platform, ReadAhead, RegistryClient, ResolvedImage
+from .registry import ReadAhead, RegistryClient
 
 CONTAINER_DISK = "containerDisk"
 ARTIFACT = "artifact"
-
-#: Our artifact type (manifest ``artifactType`` and config media type).
-ARTIFACT_TYPE = "application/vnd.vmdiskimage.disk.v1"
-CONFIG_MEDIA_TYPE = "application/vnd.vmdiskimage.disk.config.v1+json"
-#: Our disk layer media types: ``<prefix><format>[+gzip|+zstd|+xz]``.
-DISK_MEDIA_TYPE_PREFIX = "application/vnd.vmdiskimage.disk.v1."
-KUBEVIRT_MEDIA_TYPE_PREFIX = "application/vnd.kubevirt.disk."
-
-ANNOTATION_FORMAT = "vm.example.com/disk.format"
-ANNOTATION_VIRTUAL_SIZE = "vm.example.com/disk.virtual-size"
-ANNOTATION_UNCOMPRESSED_SIZE = "vm.example.com/disk.uncompressed-size"
-ANNOTATION_TITLE = "org.opencontainers.image.title"
-
-TAR_LAYER_TYPES = {
-    "application/vnd.oci.image.layer.v1.tar": compression.NONE,
-    "application/vnd.oci.image.layer.v1.tar+gzip": compression.GZIP,
-    "application/vnd.oci.image.layer.v1.tar+zstd": compression.ZSTD,
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": compression.GZIP,
-    "application/vnd.docker.image.rootfs.diff.tar": compression.NONE,
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": compression.GZIP,
-    "application/vnd.docker.image.rootfs.diff.tar.zstd": compression.ZSTD,
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": compression.GZIP,
-}
-_DISK_MT_RE = re.compile(
-    rf"^(?:{re.escape(DISK_MEDIA_TYPE_PREFIX)}|{re.escape(KUBEVIRT_MEDIA_TYPE_PREFIX)})"
-    r"(?P<format>[a-z0-9]+)(?:\+(?P<compression>gzip|zstd|xz))?$"
-)
 
 HEAD_BYTES = formats.DETECT_BYTES
 #: What a containerDisk import reads besides the disk file (upper layers, the rest of
@@ -79,11 +64,6 @@ MAX_METADATA_PER_ENTRY = 1 << 20
 #: The pax keys the walk uses; ``GNU.sparse.*`` keys only mark the entry as sparse.
 _PAX_KEYS = ("path", "linkpath", "size")
 log = logging.getLogger(__name__)
-
-
-def disk_media_type(fmt: str, comp: str) -> str:
-    """Our layer media type for a disk of ``fmt`` compressed with ``comp``."""
-    return DISK_MEDIA_TYPE_PREFIX + fmt + ("" if comp == compression.NONE else f"+{comp}")
 
 
 @dataclass
@@ -129,7 +109,9 @@ def _int_annotation(annotations: dict[str, str], key: str) -> int | None:
 
 def _artifact_layer(layers: list[Descriptor]) -> Descriptor | None:
     disks = [
-        d for d in layers if _DISK_MT_RE.match(d.media_type) or ANNOTATION_FORMAT in d.annotations
+        d
+        for d in layers
+        if DISK_MEDIA_TYPE_RE.match(d.media_type) or ANNOTATION_FORMAT in d.annotations
     ]
     if len(disks) > 1:
         raise UnsupportedManifest(f"the artifact has {len(disks)} disk layers; expected one")
@@ -657,7 +639,7 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
         head = _read_head(stream, declared)
         detected = formats.detect(head)
         annotated_format = layer.annotations.get(ANNOTATION_FORMAT)
-        match = _DISK_MT_RE.match(layer.media_type)
+        match = DISK_MEDIA_TYPE_RE.match(layer.media_type)
         labelled = annotated_format or (match.group("format") if match else None)
         if (
             labelled

@@ -53,14 +53,6 @@ def learned_from(info):
     return sources
 
 
-def platform_name(platform):
-    """``os/architecture[/variant]`` of an index entry's platform object."""
-    if not platform:
-        return None
-    parts = (platform.get("os"), platform.get("architecture"), platform.get("variant"))
-    return "/".join(p for p in parts if p)
-
-
 def result_from(info, platforms, chosen_platform):
     """The module result for a DiskInfo dict and the platforms of its index (if any)."""
     layer = info["layer"]

@@ -213,14 +213,14 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures im
     fail_from_exception,
 )
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.image_info import (
-    platform_name,
     result_from,
 )
 
 try:
     from vmdiskimage import sources
+    from vmdiskimage.oci import Platform
     from vmdiskimage.reference import ImageReference
-    from vmdiskimage.registry import Platform, RegistryClient
+    from vmdiskimage.registry import RegistryClient
 
     HAS_VMDISKIMAGE = True
     VMDISKIMAGE_IMPORT_ERROR = None
@@ -257,9 +257,7 @@ def inspect(params):
         platforms = []
         if info.index_digest:
             index = client.get_manifest(reference.repository, info.index_digest)
-            platforms = [
-                name for name in (platform_name(d.platform) for d in index.manifests) if name
-            ]
+            platforms = [str(Platform.from_spec(d.platform)) for d in index.manifests if d.platform]
     return result_from(info.to_dict(), platforms, str(platform))
 
 

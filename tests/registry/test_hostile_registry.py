@@ -13,8 +13,8 @@ from tests.support.images import MiB, make_disk, push_crafted
 from tests.support.measure import run_populate
 from tests.support.registry import start_registry
 from vmdiskimage import errors, push, sources
+from vmdiskimage.oci import OCI_INDEX, OCI_MANIFEST
 from vmdiskimage.populate import main, populate
-from vmdiskimage.registry import OCI_INDEX, OCI_MANIFEST
 
 pytestmark = pytest.mark.registry
 

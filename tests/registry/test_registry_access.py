@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.images import Layout, MiB, make_disk, skopeo_copy
 from tests.support.registry import start_registry
-from vmdiskimage import errors, push, sources
+from vmdiskimage import errors, oci, push, sources
 from vmdiskimage.populate import main, populate
 from vmdiskimage.progress import Progress
 from vmdiskimage.reference import ImageReference
@@ -203,7 +203,7 @@ def test_inspect_reads_only_the_head(plain_registry, tmp_path):
     with plain_registry.client() as client:
         info = sources.inspect(client, f"{plain_registry.url}/head/disk:1")
     assert info.virtual_size == 64 * MiB and info.layer.digest == pushed.layer_digest
-    assert info.annotations[sources.ANNOTATION_FORMAT] == "raw"
+    assert info.annotations[oci.ANNOTATION_FORMAT] == "raw"
 
 
 @pytest.mark.parametrize("status", [429, 503])

@@ -119,15 +119,3 @@ def test_learned_from(fields, virtual, disk):
     assert disk in sources["disk_size"]
     assert "magic bytes" in sources["format"]
     assert "magic bytes" in sources["compression"]
-
-
-@pytest.mark.parametrize(
-    ("platform", "name"),
-    [
-        ({"os": "linux", "architecture": "amd64"}, "linux/amd64"),
-        ({"os": "linux", "architecture": "arm64", "variant": "v8"}, "linux/arm64/v8"),
-        (None, None),
-    ],
-)
-def test_platform_name(platform, name):
-    assert image_info.platform_name(platform) == name
