@@ -42,7 +42,8 @@ import requests  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 from vmdiskimage import compression, oci, push, sources  # noqa: E402
 from vmdiskimage.oci import OCI_MANIFEST  # noqa: E402
-from vmdiskimage.registry import ReadAhead, RegistryClient  # noqa: E402
+from vmdiskimage.registry import RegistryClient  # noqa: E402
+from vmdiskimage.streams import drain  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -197,24 +198,20 @@ def floor_run(url: str, repo: str, meta: dict, verify: bool = False) -> tuple[fl
     settle()
     cpu = own_cpu()
     start = time.perf_counter()
-    buf = bytearray(4 * MiB)
     if verify:
         with RegistryClient(url, plain_http=True) as client:
-            blob = ReadAhead(client.open_blob(repo, meta["digest"], meta["size"]))
+            blob = client.open_blob(repo, meta["digest"], meta["size"])
+            ahead = blob.read_ahead()
             try:
-                stream = compression.open_decompressed(blob, meta["comp"])
-                while stream.readinto(buf):
-                    pass
-                blob.drain()  # raises unless the digest matched
+                drain(compression.open_decompressed(ahead, meta["comp"]), chunk_size=4 * MiB)
+                drain(ahead)  # raises unless the digest matched
                 assert blob.verified
             finally:
-                blob.close()
+                ahead.close()
         return time.perf_counter() - start, own_cpu() - cpu
     with requests.get(f"http://{url}/v2/{repo}/blobs/{meta['digest']}", stream=True) as resp:
         resp.raise_for_status()
-        stream = compression.open_decompressed(resp.raw, meta["comp"])
-        while stream.readinto(buf):
-            pass
+        drain(compression.open_decompressed(resp.raw, meta["comp"]), chunk_size=4 * MiB)
     return time.perf_counter() - start, own_cpu() - cpu
 
 

@@ -47,12 +47,15 @@ from .oci import (
     ResolvedImage,
 )
 from .reference import ImageReference
-from .registry import ReadAhead, RegistryClient
+from .registry import RegistryClient
+from .streams import Replay, drain, read_full, read_head
 
 CONTAINER_DISK = "containerDisk"
 ARTIFACT = "artifact"
 
 HEAD_BYTES = formats.DETECT_BYTES
+#: The first bytes of a layer blob its compression is told from.
+BLOB_HEAD_BYTES = 32
 #: What a containerDisk import reads besides the disk file (upper layers, the rest of
 #: the disk's layer): tar entries, and decompressed bytes of headers and other files.
 #: A real image stays far below; a tar of empty headers would otherwise cost minutes.
@@ -252,7 +255,7 @@ class TarReader:
         self.finished = False
 
     def _read_exact(self, buffer: Any, what: str) -> None:
-        if compression.read_full(self._stream, buffer) != len(buffer):
+        if read_full(self._stream, buffer) != len(buffer):
             raise CorruptData(f"the layer ends inside a tar {what}")
 
     def _skip(self, count: int, *, eof_ok: bool = False) -> bool:
@@ -291,7 +294,7 @@ class TarReader:
         long_name = long_link = None
         metadata = 0
         while True:
-            n = compression.read_full(self._stream, self._block)
+            n = read_full(self._stream, self._block)
             if n == 0:
                 self.finished = True  # tolerated: some writers omit the end-of-archive blocks
                 return None
@@ -368,70 +371,68 @@ def _parts(name: str) -> list[str]:
 # -- streams -------------------------------------------------------------------------
 
 
-class DiskStream:
+class _Layer:
+    """One layer blob: verified, read ahead in a thread, decompressed as its bytes say."""
+
+    def __init__(self, client: RegistryClient, repository: str, layer: Descriptor) -> None:
+        self.blob = client.open_blob(repository, layer.digest, layer.size)
+        self._ahead = self.blob.read_ahead()
+        try:
+            self.head = self._ahead.peek(BLOB_HEAD_BYTES)
+            self.compression = _layer_compression(layer, self.head)
+            self.data = compression.open_decompressed(self._ahead, self.compression)
+        except BaseException:
+            self._ahead.close()
+            raise
+
+    def skip_rest(self) -> None:
+        """Read the blob to its end, only hashed, never decompressed (verifies the digest)."""
+        drain(self._ahead)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.data.close()
+        self._ahead.close()
+
+
+class DiskStream(Replay):
     """The disk's bytes (``readinto``), its :class:`DiskInfo`, and :meth:`finish`.
 
-    Call :meth:`finish` after reading the disk: it checks the rest of the layer and
-    verifies its digest. Only then may the import be reported as done.
+    ``head`` holds the disk's first bytes, as read for detection; ``readinto`` hands
+    them out again first. Call :meth:`finish` after reading the disk: it checks the rest
+    of the layer and verifies its digest. Only then may the import be reported as done.
     """
 
     def __init__(
         self,
         info: DiskInfo,
-        blob: ReadAhead,
-        layer_stream: Any,
+        layer: _Layer,
         data: Any,
         head: bytes,
         rest: Callable[[], None] | None = None,
     ) -> None:
+        super().__init__(head, data)
         self.info = info
-        self.blob = blob
-        self.head = head  # the disk's first bytes, as read for detection
-        self._layer_stream = layer_stream
-        self._data = data
-        self._head = memoryview(head)
+        self.blob = layer.blob
+        self._layer = layer
         self._rest = rest
-        self.bytes_read = 0
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if len(self._head):
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-        else:
-            n = self._data.readinto(view)
-        self.bytes_read += n
-        return n
-
-    def readable(self) -> bool:
-        return True
 
     def finish(self) -> None:
         """Check the rest of the layer and verify the blob's digest (raises on mismatch)."""
         if self._rest is not None:
             self._rest()
-            self.blob.drain()
         else:
-            _drain(self._layer_stream, self.blob)
+            drain(self._layer.data)
+        self._layer.skip_rest()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._layer_stream.close()
-        self.blob.close()
+        self._layer.close()
 
     def __enter__(self) -> DiskStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _drain(stream: Any, blob: ReadAhead) -> None:
-    scratch = bytearray(1 << 20)
-    while stream.readinto(scratch):
-        pass
-    blob.drain()
 
 
 def _layer_compression(layer: Descriptor, blob_head: bytes) -> str:
@@ -448,47 +449,6 @@ def _layer_compression(layer: Descriptor, blob_head: bytes) -> str:
     return sniffed
 
 
-class _Peekable:
-    """A blob stream whose first bytes were read for sniffing and are replayed."""
-
-    def __init__(self, blob: ReadAhead, head: bytes) -> None:
-        self._blob = blob
-        self._head = memoryview(head)
-
-    def readinto(self, buffer: Any) -> int:
-        if len(self._head):
-            view = memoryview(buffer).cast("B")
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        return self._blob.readinto(buffer)
-
-    def read(self, size: int = -1) -> bytes:
-        if len(self._head):
-            n = len(self._head) if size is None or size < 0 else min(size, len(self._head))
-            data = self._head[:n].tobytes()
-            self._head = self._head[n:]
-            return data
-        return self._blob.read(size)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-def _open_layer(client: RegistryClient, repository: str, layer: Descriptor):  # type: ignore[no-untyped-def]
-    blob = ReadAhead(client.open_blob(repository, layer.digest, layer.size))
-    head = bytearray(32)
-    n = compression.read_full(blob, head)
-    blob_head = bytes(head[:n])
-    comp = _layer_compression(layer, blob_head)
-    stream = compression.open_decompressed(_Peekable(blob, blob_head), comp)  # type: ignore[arg-type]
-    return blob, stream, comp, blob_head
-
-
 def _zstd_content_size(blob_head: bytes) -> int | None:
     """The first zstd frame's declared content size (a size hint, never a limit)."""
     import zstandard
@@ -498,13 +458,6 @@ def _zstd_content_size(blob_head: bytes) -> int | None:
     except zstandard.ZstdError:
         return None
     return size if size >= 0 else None
-
-
-def _read_head(data: Any, limit: int | None) -> bytes:
-    want = HEAD_BYTES if limit is None else min(HEAD_BYTES, limit)
-    head = bytearray(want)
-    n = compression.read_full(data, head)
-    return bytes(head[:n])
 
 
 def _is_disk_candidate(parts: list[str], entry: TarEntry, hidden: set[str]) -> bool:
@@ -566,9 +519,9 @@ def _container_disk(
     hidden: set[str] = set()
     budget = TarBudget()
     for layer in reversed(layers):
-        blob, stream, comp, _ = _open_layer(client, repository, layer)
+        source = _Layer(client, repository, layer)
         try:
-            tar = TarReader(stream, budget)
+            tar = TarReader(source.data, budget)
             opaque = False
             whiteouts: set[str] = set()
             while (entry := tar.next()) is not None:
@@ -592,7 +545,7 @@ def _container_disk(
                         "file; refusing it as the disk",
                         path=path,
                     )
-                head = _read_head(tar, entry.size)
+                head = read_head(tar, min(HEAD_BYTES, entry.size))
                 detected = formats.detect(head)
                 info = DiskInfo(
                     reference=str(resolved.reference),
@@ -600,7 +553,7 @@ def _container_disk(
                     index_digest=resolved.index_digest,
                     kind=CONTAINER_DISK,
                     layer=layer,
-                    compression=comp,
+                    compression=source.compression,
                     format=detected.format,
                     virtual_size=detected.virtual_size
                     if detected.format != formats.RAW
@@ -611,16 +564,14 @@ def _container_disk(
                     external_file=detected.external_file,
                 )
                 rest = _check_rest_of_layer(tar, layer, path, hidden)
-                return DiskStream(info, blob, stream, tar, head, rest)
+                return DiskStream(info, source, tar, head, rest)
             # No disk in this layer. Its tar is walked; what follows the end of the
             # archive is only hashed, never decompressed.
-            blob.drain()
+            source.skip_rest()
         except BaseException:
-            stream.close()
-            blob.close()
+            source.close()
             raise
-        stream.close()
-        blob.close()
+        source.close()
         if opaque:
             break
         hidden |= whiteouts
@@ -631,12 +582,12 @@ def _container_disk(
 
 def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
     repository = resolved.reference.repository
-    blob, stream, comp, blob_head = _open_layer(client, repository, layer)
+    source = _Layer(client, repository, layer)
     try:
         declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
-        if declared is None and comp == compression.NONE:
+        if declared is None and source.compression == compression.NONE:
             declared = layer.size
-        head = _read_head(stream, declared)
+        head = read_head(source.data, HEAD_BYTES if declared is None else min(HEAD_BYTES, declared))
         detected = formats.detect(head)
         annotated_format = layer.annotations.get(ANNOTATION_FORMAT)
         match = DISK_MEDIA_TYPE_RE.match(layer.media_type)
@@ -652,15 +603,15 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
         virtual = detected.virtual_size
         if detected.format == formats.RAW:
             virtual = declared or _int_annotation(layer.annotations, ANNOTATION_VIRTUAL_SIZE)
-            if virtual is None and comp == compression.ZSTD:
-                virtual = _zstd_content_size(blob_head)
+            if virtual is None and source.compression == compression.ZSTD:
+                virtual = _zstd_content_size(source.head)
         info = DiskInfo(
             reference=str(resolved.reference),
             digest=resolved.digest,
             index_digest=resolved.index_digest,
             kind=ARTIFACT,
             layer=layer,
-            compression=comp,
+            compression=source.compression,
             format=detected.format,
             virtual_size=virtual,
             disk_size=declared,
@@ -670,10 +621,9 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
             annotations=dict(layer.annotations),
         )
     except BaseException:
-        stream.close()
-        blob.close()
+        source.close()
         raise
-    return DiskStream(info, blob, stream, stream, head)
+    return DiskStream(info, source, source.data, head)
 
 
 def open_disk(client: RegistryClient, resolved: ResolvedImage) -> DiskStream:
