@@ -144,6 +144,9 @@ def test_registry_killed_during_populate(tmp_path):
             def set_phase(self, phase: str) -> None:
                 pass
 
+            def wait(self, message: str | None) -> None:
+                pass
+
             def update(self, done: int, force: bool = False) -> None:
                 if done >= 8 * MiB and not killed.is_set():
                     kill_then_restart()
