@@ -42,7 +42,7 @@ import requests  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 from vmdiskimage import compression, oci, push, sources  # noqa: E402
 from vmdiskimage.oci import OCI_MANIFEST  # noqa: E402
-from vmdiskimage.registry import RegistryClient  # noqa: E402
+from vmdiskimage.registry import RegistryClient, RegistryOptions  # noqa: E402
 from vmdiskimage.streams import drain  # noqa: E402
 
 MiB = 1 << 20
@@ -199,7 +199,7 @@ def floor_run(url: str, repo: str, meta: dict, verify: bool = False) -> tuple[fl
     cpu = own_cpu()
     start = time.perf_counter()
     if verify:
-        with RegistryClient(url, plain_http=True) as client:
+        with RegistryClient(url, RegistryOptions(plain_http=True)) as client:
             blob = client.open_blob(repo, meta["digest"], meta["size"])
             ahead = blob.read_ahead()
             try:
@@ -243,7 +243,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vdi-bench-", dir=os.environ.get("TMPDIR")) as tmp:
         work = Path(tmp)
         with start_registry(work / "registry") as registry:
-            client = RegistryClient(registry.url, plain_http=True)
+            client = RegistryClient(registry.url, RegistryOptions(plain_http=True))
             for i, meta in enumerate(fixtures.values()):
                 push_layer(client, f"bench/img{i}", meta)
             print(f"gzip decoder: {compression.gzip_backend()}; registry {registry.url} (loopback)")

@@ -34,9 +34,10 @@ from .errors import (
     UnsupportedFormat,
     VMDiskImageError,
 )
+from .oci import Platform
 from .progress import Progress, configure_logging, write_termination_message
 from .reference import ImageReference
-from .registry import Platform, RegistryClient
+from .registry import DEFAULT_OPTIONS, RegistryClient, RegistryOptions
 from .sources import DiskStream, open_disk
 from .writer import DiskWriter, clear_target, is_block_device
 
@@ -296,15 +297,15 @@ def populate(
     target_size: str | int | None = None,
     target_format: str = formats.RAW,
     platform: str | Platform | None = None,
-    docker_config: str | Path | None = None,
-    ca_file: str | Path | None = None,
-    plain_http: bool = False,
-    tls_verify: bool = True,
+    registry: RegistryOptions = DEFAULT_OPTIONS,
     scratch_dir: str | Path | None = None,
     progress: Progress | None = None,
     client: RegistryClient | None = None,
 ) -> PopulateResult:
-    """Import the disk of image ``source`` into ``target`` (a file, directory or device)."""
+    """Import the disk of image ``source`` into ``target`` (a file, directory or device).
+
+    ``registry`` says how to reach the image's registry, unless a ``client`` is given.
+    """
     started = time.monotonic()
     if target_format not in formats.TARGET_FORMATS:
         raise InvalidArgument(
@@ -314,13 +315,7 @@ def populate(
     progress = progress or Progress(stream=None)
     own_client = client is None
     if client is None:
-        client = RegistryClient.for_reference(
-            reference,
-            docker_config=docker_config,
-            ca_file=ca_file,
-            plain_http=plain_http,
-            tls_verify=tls_verify,
-        )
+        client = RegistryClient.for_reference(reference, registry)
     told_before, client.on_wait = client.on_wait, progress.wait
     try:
         progress.set_phase("ImageFetching")
@@ -484,10 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             target_size=args.target_size,
             target_format=args.format,
             platform=args.platform,
-            docker_config=args.pull_secret,
-            ca_file=args.ca_file,
-            plain_http=args.plain_http,
-            tls_verify=not args.insecure_skip_tls_verify,
+            registry=RegistryOptions(
+                docker_config=args.pull_secret,
+                ca_file=args.ca_file,
+                plain_http=args.plain_http,
+                tls_verify=not args.insecure_skip_tls_verify,
+            ),
             scratch_dir=args.scratch_dir,
             progress=progress,
         )

@@ -38,7 +38,7 @@ from .oci import (
     disk_media_type,
 )
 from .reference import ImageReference
-from .registry import RegistryClient
+from .registry import DEFAULT_OPTIONS, RegistryClient, RegistryOptions
 from .sources import ARTIFACT, CONTAINER_DISK
 
 CHUNK = 4 << 20
@@ -189,13 +189,13 @@ def push(
     level: int | None = None,
     platform: str | Platform = "linux/amd64",
     client: RegistryClient | None = None,
-    docker_config: str | Path | None = None,
-    ca_file: str | Path | None = None,
-    plain_http: bool = False,
-    tls_verify: bool = True,
+    registry: RegistryOptions = DEFAULT_OPTIONS,
     workdir: str | Path | None = None,
 ) -> PushResult:
-    """Package ``disk`` as ``kind`` (artifact or containerDisk) and push it to ``reference``."""
+    """Package ``disk`` as ``kind`` (artifact or containerDisk) and push it to ``reference``.
+
+    ``registry`` says how to reach the registry, unless a ``client`` is given.
+    """
     if isinstance(reference, str):
         reference = ImageReference.parse(reference)
     if isinstance(platform, str):
@@ -210,13 +210,7 @@ def push(
     assert info.virtual_size is not None
     own = client is None
     if client is None:
-        client = RegistryClient.for_reference(
-            reference,
-            docker_config=docker_config,
-            ca_file=ca_file,
-            plain_http=plain_http,
-            tls_verify=tls_verify,
-        )
+        client = RegistryClient.for_reference(reference, registry)
     repo = reference.repository
     try:
         with tempfile.TemporaryDirectory(prefix="vmdiskimage-push-", dir=workdir) as tmp:

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
@@ -109,27 +110,46 @@ def _error_text(resp: requests.Response) -> str:
     return data.decode("utf-8", "replace")
 
 
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach a registry, as the user says: credentials, trust and transport."""
+
+    #: A dockerconfigjson file (``.dockerconfigjson`` of a pull secret, an authfile).
+    docker_config: str | Path | None = None
+    #: CA certificates (PEM) to verify the registry's certificate with.
+    ca_file: str | Path | None = None
+    #: Talk HTTP, not HTTPS (test registries).
+    plain_http: bool = False
+    #: Verify the registry's certificate; False is an explicit, insecure opt-in.
+    tls_verify: bool = True
+
+
+DEFAULT_OPTIONS = RegistryOptions()
+
+
 class RegistryClient:
     """Client for one registry host (``host[:port]``); see the module docstring."""
 
     def __init__(
         self,
         registry: str,
+        options: RegistryOptions = DEFAULT_OPTIONS,
         *,
         credentials: Credentials | None = None,
-        ca_file: str | Path | None = None,
-        plain_http: bool = False,
-        tls_verify: bool = True,
         retries: int = 5,
         backoff: float = 0.5,
         timeout: float = 60.0,
         max_wait: float = DEFAULT_MAX_WAIT,
         on_wait: Callable[[str | None], None] | None = None,
     ) -> None:
+        """A client for ``registry``; ``credentials`` default to the entry of
+        ``options.docker_config`` for it (anonymous without one)."""
         self.registry = registry
         self.api_host = ImageReference(registry, "x").api_host
+        if credentials is None and options.docker_config:
+            credentials = credentials_for(registry, load_docker_config(options.docker_config))
         self.credentials = credentials
-        self.plain_http = plain_http
+        self.plain_http = options.plain_http
         self.retries = retries
         self.backoff = backoff
         self.timeout = (min(timeout, 15.0), timeout)
@@ -141,27 +161,20 @@ class RegistryClient:
         self.session.headers["User-Agent"] = USER_AGENT
         # Passed on every request: a session-level setting loses to REQUESTS_CA_BUNDLE.
         self.verify: bool | str = True
-        if not tls_verify:
+        if not options.tls_verify:
             self.verify = False
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        elif ca_file:
-            self.verify = str(ca_file)
+        elif options.ca_file:
+            self.verify = str(options.ca_file)
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
         self._basic = False
 
     @classmethod
     def for_reference(
-        cls,
-        reference: ImageReference,
-        *,
-        docker_config: str | Path | None = None,
-        **kwargs: Any,
+        cls, reference: ImageReference, options: RegistryOptions = DEFAULT_OPTIONS, **kwargs: Any
     ) -> RegistryClient:
-        """A client for ``reference``'s registry, with credentials from a dockerconfigjson file."""
-        creds = None
-        if docker_config:
-            creds = credentials_for(reference.registry, load_docker_config(docker_config))
-        return cls(reference.registry, credentials=creds, **kwargs)
+        """A client for ``reference``'s registry (``kwargs`` as for the constructor)."""
+        return cls(reference.registry, options, **kwargs)
 
     @property
     def base_url(self) -> str:

@@ -220,7 +220,7 @@ try:
     from vmdiskimage import sources
     from vmdiskimage.oci import Platform
     from vmdiskimage.reference import ImageReference
-    from vmdiskimage.registry import RegistryClient
+    from vmdiskimage.registry import RegistryClient, RegistryOptions
 
     HAS_VMDISKIMAGE = True
     VMDISKIMAGE_IMPORT_ERROR = None
@@ -243,14 +243,14 @@ def inspect(params):
     """Resolve and describe the image; the module result."""
     reference = ImageReference.parse(params["image"])
     platform = Platform.parse(params["platform"])
-    client = RegistryClient.for_reference(
-        reference,
+    options = RegistryOptions(
         docker_config=params["auth_file"],
         ca_file=params["ca_file"],
         plain_http=params["plain_http"],
         tls_verify=params["validate_certs"],
-        timeout=params["timeout"],
-        max_wait=params["timeout"],
+    )
+    client = RegistryClient.for_reference(
+        reference, options, timeout=params["timeout"], max_wait=params["timeout"]
     )
     with client:
         info = sources.inspect(client, reference, platform)
