@@ -76,11 +76,72 @@ class DiskInfo:
     #: Another file qemu-img would open for the disk (a qcow2 data file, vmdk extents).
     external_file: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    #: Where ``virtual_size`` and ``disk_size`` were read, for each one known.
+    sizes_from: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["layer"] = self.layer.to_dict()
         return data
+
+
+# -- sizes ---------------------------------------------------------------------------
+
+#: A size and where it was read; ``(None, None)`` when only reading the disk can tell.
+Size = tuple[int | None, str | None]
+UNKNOWN: Size = (None, None)
+_SIZE_HEADERS = {
+    formats.QCOW2: "qcow2 header",
+    formats.VMDK: "vmdk header",
+    formats.VHD: "VHD footer",
+}
+
+
+def _header_size(detected: formats.FormatInfo) -> Size:
+    if detected.virtual_size is None:
+        return UNKNOWN
+    where = _SIZE_HEADERS.get(detected.format, f"{detected.format} header")
+    return detected.virtual_size, f"{where} in the disk's first bytes"
+
+
+def container_disk_sizes(
+    entry_size: int, path: str, detected: formats.FormatInfo
+) -> tuple[Size, Size]:
+    """``(virtual size, disk file size)`` of the disk file ``path`` of a containerDisk."""
+    in_tar = (entry_size, f"size of {path} in its tar header")
+    return (in_tar if detected.format == formats.RAW else _header_size(detected)), in_tar
+
+
+def artifact_file_size(layer: Descriptor, comp: str) -> Size:
+    """The disk file's size an artifact layer declares: annotated, or the uncompressed layer."""
+    declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
+    if declared is not None:
+        return declared, f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"
+    if comp == compression.NONE:
+        return layer.size, "layer size in the manifest (the layer is the uncompressed disk)"
+    return UNKNOWN
+
+
+def artifact_virtual_size(
+    layer: Descriptor, comp: str, detected: formats.FormatInfo, file_size: Size, blob_head: bytes
+) -> Size:
+    """An artifact disk's virtual size: its header's, or for raw the file size, the
+    annotated virtual size or the content size of a zstd layer's first frame."""
+    if detected.format != formats.RAW:
+        return _header_size(detected)
+    if file_size[0]:
+        return file_size
+    annotated = _int_annotation(layer.annotations, ANNOTATION_VIRTUAL_SIZE)
+    if annotated is not None:
+        return annotated, f"layer annotation {ANNOTATION_VIRTUAL_SIZE}"
+    if comp == compression.ZSTD and (framed := _zstd_content_size(blob_head)) is not None:
+        return framed, "content size in the first zstd frame header of the layer"
+    return UNKNOWN
+
+
+def _sizes_from(virtual: Size, file_size: Size) -> dict[str, str]:
+    named = (("virtual_size", virtual[1]), ("disk_size", file_size[1]))
+    return {key: where for key, where in named if where}
 
 
 # -- picking the layer ---------------------------------------------------------------
@@ -304,6 +365,7 @@ def _container_disk(
                     )
                 head = read_head(tar, min(HEAD_BYTES, entry.size))
                 detected = formats.detect(head)
+                virtual, file_size = container_disk_sizes(entry.size, path, detected)
                 info = DiskInfo(
                     reference=str(resolved.reference),
                     digest=resolved.digest,
@@ -312,13 +374,12 @@ def _container_disk(
                     layer=layer,
                     compression=source.compression,
                     format=detected.format,
-                    virtual_size=detected.virtual_size
-                    if detected.format != formats.RAW
-                    else entry.size,
-                    disk_size=entry.size,
+                    virtual_size=virtual[0],
+                    disk_size=file_size[0],
                     disk_path=path,
                     has_backing_file=detected.has_backing_file,
                     external_file=detected.external_file,
+                    sizes_from=_sizes_from(virtual, file_size),
                 )
                 rest = _check_rest_of_layer(tar, layer, path, hidden)
                 return DiskStream(info, source, tar, head, rest)
@@ -341,9 +402,8 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
     repository = resolved.reference.repository
     source = _Layer(client, repository, layer)
     try:
-        declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
-        if declared is None and source.compression == compression.NONE:
-            declared = layer.size
+        file_size = artifact_file_size(layer, source.compression)
+        declared = file_size[0]
         head = read_head(source.data, HEAD_BYTES if declared is None else min(HEAD_BYTES, declared))
         detected = formats.detect(head)
         annotated_format = layer.annotations.get(ANNOTATION_FORMAT)
@@ -357,11 +417,7 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
             raise UnsupportedFormat(
                 f"layer {layer.digest} is labelled {labelled} but its bytes are {detected.format}"
             )
-        virtual = detected.virtual_size
-        if detected.format == formats.RAW:
-            virtual = declared or _int_annotation(layer.annotations, ANNOTATION_VIRTUAL_SIZE)
-            if virtual is None and source.compression == compression.ZSTD:
-                virtual = _zstd_content_size(source.head)
+        virtual = artifact_virtual_size(layer, source.compression, detected, file_size, source.head)
         info = DiskInfo(
             reference=str(resolved.reference),
             digest=resolved.digest,
@@ -370,12 +426,13 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
             layer=layer,
             compression=source.compression,
             format=detected.format,
-            virtual_size=virtual,
+            virtual_size=virtual[0],
             disk_size=declared,
             disk_path=layer.annotations.get(ANNOTATION_TITLE),
             has_backing_file=detected.has_backing_file,
             external_file=detected.external_file,
             annotations=dict(layer.annotations),
+            sizes_from=_sizes_from(virtual, file_size),
         )
     except BaseException:
         source.close()
