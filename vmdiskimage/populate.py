@@ -115,7 +115,7 @@ def _copy_raw(
     attempt: _Attempt,
 ) -> tuple[int, int]:
     info = disk.info
-    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    requested = sizing.requested_size(target_size)
     declared = info.disk_size
     if declared is not None:
         sizing.target_virtual_size(declared, requested)  # refuse a too small target up front
@@ -154,7 +154,7 @@ def _copy_qcow2(
     """Decode a qcow2 source into a raw target in one pass (raises qcow2.NeedsScratch)."""
     info = disk.info
     header = qcow2.parse_header(disk.head)
-    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    requested = sizing.requested_size(target_size)
     virtual = sizing.target_virtual_size(header.size, requested)
     obstacle = qcow2.stream_obstacle(header)
     if obstacle:
@@ -179,7 +179,7 @@ def _copy_qcow2(
             virtual = writer.capacity
         limit = info.disk_size
         if limit is None:
-            limit = header.size + header.size // 8 + (64 << 20)
+            limit = sizing.container_file_limit(header.size)
         decoder = qcow2.StreamDecoder(
             header, disk, writer, file_size=info.disk_size, limit=limit, progress=progress.update
         )
@@ -203,13 +203,13 @@ def _copy_converted(
 ) -> tuple[int, int, int]:
     """Write the source to a scratch file, then qemu-img converts it into the target."""
     info = disk.info
-    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    requested = sizing.requested_size(target_size)
     if info.virtual_size is not None:
         sizing.target_virtual_size(info.virtual_size, requested)
     # A container file is a little larger than its data; bound it against disk bombs.
     limit = info.disk_size
     if limit is None and info.virtual_size is not None:
-        limit = info.virtual_size + info.virtual_size // 8 + (64 << 20)
+        limit = sizing.container_file_limit(info.virtual_size)
     block = is_block_device(target)
     if block and target_format != formats.RAW:
         raise InvalidArgument(f"format {target_format} cannot be written to a block volume")
