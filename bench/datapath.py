@@ -94,8 +94,8 @@ def push_layer(client: RegistryClient, repo: str, meta: dict) -> None:
         config = json.dumps(
             {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": rootfs}
         ).encode()
-        config_type = "application/vnd.oci.image.config.v1+json"
-        layer_type = "application/vnd.oci.image.layer.v1.tar+" + meta["comp"]
+        config_type = oci.OCI_CONFIG
+        layer_type = oci.OCI_TAR_LAYERS[meta["comp"]]
         annotations = None
     else:
         config, config_type = b"{}", "application/vnd.oci.empty.v1+json"
