@@ -40,8 +40,10 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from tests.support.registry import start_registry  # noqa: E402
-from vmdiskimage import compression, push, sources  # noqa: E402
-from vmdiskimage.registry import OCI_MANIFEST, ReadAhead, RegistryClient  # noqa: E402
+from vmdiskimage import compression, oci, push, sources  # noqa: E402
+from vmdiskimage.oci import OCI_MANIFEST  # noqa: E402
+from vmdiskimage.registry import RegistryClient, RegistryOptions  # noqa: E402
+from vmdiskimage.streams import drain  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -92,14 +94,14 @@ def push_layer(client: RegistryClient, repo: str, meta: dict) -> None:
         config = json.dumps(
             {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": rootfs}
         ).encode()
-        config_type = "application/vnd.oci.image.config.v1+json"
-        layer_type = "application/vnd.oci.image.layer.v1.tar+" + meta["comp"]
+        config_type = oci.OCI_CONFIG
+        layer_type = oci.OCI_TAR_LAYERS[meta["comp"]]
         annotations = None
     else:
         config, config_type = b"{}", "application/vnd.oci.empty.v1+json"
-        layer_type = sources.disk_media_type("raw", meta["comp"])
-        annotations = {sources.ANNOTATION_UNCOMPRESSED_SIZE: str(meta["disk_size"]),
-                       sources.ANNOTATION_FORMAT: "raw"}  # fmt: skip
+        layer_type = oci.disk_media_type("raw", meta["comp"])
+        annotations = {oci.ANNOTATION_UNCOMPRESSED_SIZE: str(meta["disk_size"]),
+                       oci.ANNOTATION_FORMAT: "raw"}  # fmt: skip
     import io
 
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
@@ -196,24 +198,20 @@ def floor_run(url: str, repo: str, meta: dict, verify: bool = False) -> tuple[fl
     settle()
     cpu = own_cpu()
     start = time.perf_counter()
-    buf = bytearray(4 * MiB)
     if verify:
-        with RegistryClient(url, plain_http=True) as client:
-            blob = ReadAhead(client.open_blob(repo, meta["digest"], meta["size"]))
+        with RegistryClient(url, RegistryOptions(plain_http=True)) as client:
+            blob = client.open_blob(repo, meta["digest"], meta["size"])
+            ahead = blob.read_ahead()
             try:
-                stream = compression.open_decompressed(blob, meta["comp"])
-                while stream.readinto(buf):
-                    pass
-                blob.drain()  # raises unless the digest matched
+                drain(compression.open_decompressed(ahead, meta["comp"]), chunk_size=4 * MiB)
+                drain(ahead)  # raises unless the digest matched
                 assert blob.verified
             finally:
-                blob.close()
+                ahead.close()
         return time.perf_counter() - start, own_cpu() - cpu
     with requests.get(f"http://{url}/v2/{repo}/blobs/{meta['digest']}", stream=True) as resp:
         resp.raise_for_status()
-        stream = compression.open_decompressed(resp.raw, meta["comp"])
-        while stream.readinto(buf):
-            pass
+        drain(compression.open_decompressed(resp.raw, meta["comp"]), chunk_size=4 * MiB)
     return time.perf_counter() - start, own_cpu() - cpu
 
 
@@ -245,7 +243,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vdi-bench-", dir=os.environ.get("TMPDIR")) as tmp:
         work = Path(tmp)
         with start_registry(work / "registry") as registry:
-            client = RegistryClient(registry.url, plain_http=True)
+            client = RegistryClient(registry.url, RegistryOptions(plain_http=True))
             for i, meta in enumerate(fixtures.values()):
                 push_layer(client, f"bench/img{i}", meta)
             print(f"gzip decoder: {compression.gzip_backend()}; registry {registry.url} (loopback)")

@@ -15,7 +15,7 @@ from . import compression, push, sources
 from .errors import VMDiskImageError
 from .progress import configure_logging, escape_control
 from .reference import ImageReference
-from .registry import RegistryClient
+from .registry import RegistryClient, RegistryOptions
 
 
 def _add_registry_options(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _client(args: argparse.Namespace, reference: ImageReference) -> RegistryClient:
-    return RegistryClient.for_reference(
-        reference,
+def _registry_options(args: argparse.Namespace) -> RegistryOptions:
+    return RegistryOptions(
         docker_config=args.authfile,
         ca_file=args.ca_file,
         plain_http=args.plain_http,
@@ -72,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(logging.WARNING)
     try:
         reference = ImageReference.parse(args.reference)
-        with _client(args, reference) as client:
+        with RegistryClient.for_reference(reference, _registry_options(args)) as client:
             if args.command == "push":
                 kind = sources.CONTAINER_DISK if args.kind == "containerdisk" else sources.ARTIFACT
                 comp = args.compression or (

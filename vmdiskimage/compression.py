@@ -190,15 +190,3 @@ def open_decompressed(raw: IO[bytes], compression: str) -> io.RawIOBase | IO[byt
     else:
         raise UnsupportedCompression(f"compression {compression!r} is not supported")
     return _ErrorMapping(inner, compression)
-
-
-def read_full(stream: Any, buffer: Any) -> int:
-    """Fill ``buffer`` from ``stream`` unless EOF comes first; return the byte count."""
-    view = memoryview(buffer).cast("B")
-    total = 0
-    while total < len(view):
-        n = stream.readinto(view[total:])
-        if not n:
-            break
-        total += n
-    return total

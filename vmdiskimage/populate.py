@@ -34,9 +34,10 @@ from .errors import (
     UnsupportedFormat,
     VMDiskImageError,
 )
+from .oci import Platform
 from .progress import Progress, configure_logging, write_termination_message
 from .reference import ImageReference
-from .registry import Platform, RegistryClient
+from .registry import DEFAULT_OPTIONS, RegistryClient, RegistryOptions
 from .sources import DiskStream, open_disk
 from .writer import DiskWriter, clear_target, is_block_device
 
@@ -114,7 +115,7 @@ def _copy_raw(
     attempt: _Attempt,
 ) -> tuple[int, int]:
     info = disk.info
-    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    requested = sizing.requested_size(target_size)
     declared = info.disk_size
     if declared is not None:
         sizing.target_virtual_size(declared, requested)  # refuse a too small target up front
@@ -153,7 +154,7 @@ def _copy_qcow2(
     """Decode a qcow2 source into a raw target in one pass (raises qcow2.NeedsScratch)."""
     info = disk.info
     header = qcow2.parse_header(disk.head)
-    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    requested = sizing.requested_size(target_size)
     virtual = sizing.target_virtual_size(header.size, requested)
     obstacle = qcow2.stream_obstacle(header)
     if obstacle:
@@ -178,7 +179,7 @@ def _copy_qcow2(
             virtual = writer.capacity
         limit = info.disk_size
         if limit is None:
-            limit = header.size + header.size // 8 + (64 << 20)
+            limit = sizing.container_file_limit(header.size)
         decoder = qcow2.StreamDecoder(
             header, disk, writer, file_size=info.disk_size, limit=limit, progress=progress.update
         )
@@ -202,13 +203,13 @@ def _copy_converted(
 ) -> tuple[int, int, int]:
     """Write the source to a scratch file, then qemu-img converts it into the target."""
     info = disk.info
-    requested = sizing.parse_quantity(target_size) if target_size not in (None, "") else None
+    requested = sizing.requested_size(target_size)
     if info.virtual_size is not None:
         sizing.target_virtual_size(info.virtual_size, requested)
     # A container file is a little larger than its data; bound it against disk bombs.
     limit = info.disk_size
     if limit is None and info.virtual_size is not None:
-        limit = info.virtual_size + info.virtual_size // 8 + (64 << 20)
+        limit = sizing.container_file_limit(info.virtual_size)
     block = is_block_device(target)
     if block and target_format != formats.RAW:
         raise InvalidArgument(f"format {target_format} cannot be written to a block volume")
@@ -296,15 +297,15 @@ def populate(
     target_size: str | int | None = None,
     target_format: str = formats.RAW,
     platform: str | Platform | None = None,
-    docker_config: str | Path | None = None,
-    ca_file: str | Path | None = None,
-    plain_http: bool = False,
-    tls_verify: bool = True,
+    registry: RegistryOptions = DEFAULT_OPTIONS,
     scratch_dir: str | Path | None = None,
     progress: Progress | None = None,
     client: RegistryClient | None = None,
 ) -> PopulateResult:
-    """Import the disk of image ``source`` into ``target`` (a file, directory or device)."""
+    """Import the disk of image ``source`` into ``target`` (a file, directory or device).
+
+    ``registry`` says how to reach the image's registry, unless a ``client`` is given.
+    """
     started = time.monotonic()
     if target_format not in formats.TARGET_FORMATS:
         raise InvalidArgument(
@@ -314,13 +315,7 @@ def populate(
     progress = progress or Progress(stream=None)
     own_client = client is None
     if client is None:
-        client = RegistryClient.for_reference(
-            reference,
-            docker_config=docker_config,
-            ca_file=ca_file,
-            plain_http=plain_http,
-            tls_verify=tls_verify,
-        )
+        client = RegistryClient.for_reference(reference, registry)
     told_before, client.on_wait = client.on_wait, progress.wait
     try:
         progress.set_phase("ImageFetching")
@@ -484,10 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             target_size=args.target_size,
             target_format=args.format,
             platform=args.platform,
-            docker_config=args.pull_secret,
-            ca_file=args.ca_file,
-            plain_http=args.plain_http,
-            tls_verify=not args.insecure_skip_tls_verify,
+            registry=RegistryOptions(
+                docker_config=args.pull_secret,
+                ca_file=args.ca_file,
+                plain_http=args.plain_http,
+                tls_verify=not args.insecure_skip_tls_verify,
+            ),
             scratch_dir=args.scratch_dir,
             progress=progress,
         )

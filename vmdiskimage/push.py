@@ -23,27 +23,25 @@ from typing import IO, Any
 
 from . import compression, formats
 from .errors import BackingFileRefused, InvalidArgument, UnsupportedFormat
-from .reference import ImageReference
-from .registry import OCI_MANIFEST, Platform, RegistryClient
-from .sources import (
+from .oci import (
     ANNOTATION_FORMAT,
     ANNOTATION_TITLE,
     ANNOTATION_UNCOMPRESSED_SIZE,
     ANNOTATION_VIRTUAL_SIZE,
-    ARTIFACT,
     ARTIFACT_TYPE,
     CONFIG_MEDIA_TYPE,
-    CONTAINER_DISK,
+    OCI_CONFIG,
+    OCI_MANIFEST,
+    OCI_TAR_LAYERS,
+    Platform,
+    content_digest,
     disk_media_type,
 )
+from .reference import ImageReference
+from .registry import DEFAULT_OPTIONS, RegistryClient, RegistryOptions
+from .sources import ARTIFACT, CONTAINER_DISK
 
 CHUNK = 4 << 20
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-_TAR_MEDIA = {
-    compression.NONE: "application/vnd.oci.image.layer.v1.tar",
-    compression.GZIP: "application/vnd.oci.image.layer.v1.tar+gzip",
-    compression.ZSTD: "application/vnd.oci.image.layer.v1.tar+zstd",
-}
 #: KubeVirt runs the disk as the qemu user (uid/gid 107).
 CONTAINER_DISK_UID = 107
 
@@ -191,32 +189,28 @@ def push(
     level: int | None = None,
     platform: str | Platform = "linux/amd64",
     client: RegistryClient | None = None,
-    docker_config: str | Path | None = None,
-    ca_file: str | Path | None = None,
-    plain_http: bool = False,
-    tls_verify: bool = True,
+    registry: RegistryOptions = DEFAULT_OPTIONS,
     workdir: str | Path | None = None,
 ) -> PushResult:
-    """Package ``disk`` as ``kind`` (artifact or containerDisk) and push it to ``reference``."""
+    """Package ``disk`` as ``kind`` (artifact or containerDisk) and push it to ``reference``.
+
+    ``registry`` says how to reach the registry, unless a ``client`` is given.
+    """
     if isinstance(reference, str):
         reference = ImageReference.parse(reference)
     if isinstance(platform, str):
         platform = Platform.parse(platform)
     if kind not in (ARTIFACT, CONTAINER_DISK):
         raise InvalidArgument(f"kind {kind!r} must be {ARTIFACT} or {CONTAINER_DISK}")
-    if kind == CONTAINER_DISK and comp not in _TAR_MEDIA:
-        raise InvalidArgument(f"containerDisk layers can be {', '.join(_TAR_MEDIA)}, not {comp}")
+    if kind == CONTAINER_DISK and comp not in OCI_TAR_LAYERS:
+        raise InvalidArgument(
+            f"containerDisk layers can be {', '.join(OCI_TAR_LAYERS)}, not {comp}"
+        )
     info = describe_disk(disk)
     assert info.virtual_size is not None
     own = client is None
     if client is None:
-        client = RegistryClient.for_reference(
-            reference,
-            docker_config=docker_config,
-            ca_file=ca_file,
-            plain_http=plain_http,
-            tls_verify=tls_verify,
-        )
+        client = RegistryClient.for_reference(reference, registry)
     repo = reference.repository
     try:
         with tempfile.TemporaryDirectory(prefix="vmdiskimage-push-", dir=workdir) as tmp:
@@ -252,7 +246,7 @@ def push(
                 )
                 config_type = CONFIG_MEDIA_TYPE
             else:
-                layer = {"mediaType": _TAR_MEDIA[comp], "digest": digest, "size": size}
+                layer = {"mediaType": OCI_TAR_LAYERS[comp], "digest": digest, "size": size}
                 image_config: dict[str, Any] = {
                     "architecture": platform.architecture,
                     "os": platform.os,
@@ -263,7 +257,7 @@ def push(
                     image_config["variant"] = platform.variant
                 config = _json_bytes(image_config)
                 config_type = OCI_CONFIG
-            config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+            config_digest = content_digest(config, "sha256")
             client.upload_blob(repo, config_digest, len(config), lambda: _BytesOpener(config))
             # upload_blob opens (and reopens, on a retry) the file itself and closes it.
             client.upload_blob(repo, digest, size, lambda: open(layer_path, "rb"))  # noqa: SIM115

@@ -40,7 +40,7 @@ from typing import Any
 
 import zstandard
 
-from .compression import read_full, zlib_module
+from .compression import zlib_module
 from .errors import (
     BackingFileRefused,
     CorruptData,
@@ -48,6 +48,7 @@ from .errors import (
     ExternalFileRefused,
     UnsupportedFormat,
 )
+from .streams import drain, read_full
 from .writer import BLOCK_SIZE, DiskWriter, aligned_buffer
 
 MAGIC = b"QFI\xfb"
@@ -322,9 +323,7 @@ class _Reader:
     def drain(self) -> None:
         """Read the rest of the file (snapshots, refcounts, padding) so all of it is hashed."""
         self._kept.clear()
-        scratch = bytearray(SKIP_PIECE)
-        while n := self._stream.readinto(scratch):
-            self._consumed(n)
+        drain(self._stream, self._consumed, SKIP_PIECE)
         self._kept_start = self.pos
 
 

@@ -1,31 +1,25 @@
 # Copyright: (c) 2026, vmdiskimage-operator maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""A small OCI distribution client: manifests, indexes, streamed and verified blobs, push.
+"""A small OCI distribution client: manifests, indexes, blobs, push.
 
 One :class:`RegistryClient` talks to one registry host. It handles anonymous, basic
 and bearer-token auth (the WWW-Authenticate realm/service/scope exchange), custom CA
-bundles, retries with exponential backoff (or, for 429 and 503, as long as the
-registry's ``Retry-After`` says, within a cap), and resumes broken blob downloads with HTTP
-Range requests. Every blob read through :class:`BlobReader` is checked against its
-digest; a mismatch raises :class:`~vmdiskimage.errors.DigestMismatch` at the end of the
-stream, so nothing downstream may report success before the reader hit EOF.
+bundles, and retries with exponential backoff (or, for 429 and 503, as long as the
+registry's ``Retry-After`` says, within a cap). The documents it fetches are modelled
+in :mod:`vmdiskimage.oci`; blobs are read through :class:`~vmdiskimage.blobs.BlobReader`,
+resumed and verified.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import email.utils
-import hashlib
 import http.client
-import io
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
@@ -35,33 +29,35 @@ import urllib3
 
 from . import __version__
 from .auth import Challenge, Credentials, credentials_for, load_docker_config, parse_challenge
+from .blobs import STREAM_ERRORS, BlobReader
 from .errors import (
     AccessDenied,
     AuthenticationFailed,
     DigestMismatch,
     ImageNotFound,
-    InvalidArgument,
     PlatformNotFound,
     RegistryError,
     RegistryUnavailable,
     TLSFailure,
     UnsupportedManifest,
-    VMDiskImageError,
+)
+from .oci import (
+    DEFAULT_PLATFORM,
+    DIGEST_ALGORITHMS,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Manifest,
+    Platform,
+    ResolvedImage,
+    content_digest,
 )
 from .reference import ImageReference, validate_digest
 
 log = logging.getLogger(__name__)
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
-INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
 
 MAX_MANIFEST_BYTES = 4 << 20
@@ -69,13 +65,6 @@ MAX_MANIFEST_BYTES = 4 << 20
 MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 USER_AGENT = f"vmdiskimage/{__version__}"
 
-# Errors of the transport under requests' streamed body (urllib3/http.client/socket).
-_STREAM_ERRORS = (
-    OSError,
-    http.client.HTTPException,
-    urllib3.exceptions.HTTPError,
-    requests.exceptions.RequestException,
-)
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: Answers whose ``Retry-After`` the client obeys (RFC 9110 §10.2.3; RFC 6585 §4).
 _TOLD_TO_WAIT = frozenset({429, 503})
@@ -101,170 +90,6 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-@dataclass(frozen=True)
-class Platform:
-    """An OCI platform: ``os/architecture[/variant]``."""
-
-    os: str = "linux"
-    architecture: str = "amd64"
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """Parse ``linux/arm64/v8`` (the form of ``--platform``)."""
-        parts = text.strip().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise InvalidArgument(f"platform {text!r} must look like os/arch[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def matches(self, spec: dict[str, Any] | None) -> bool:
-        """Whether an index entry's ``platform`` object is this platform."""
-        if not spec:
-            return False
-        if spec.get("os") != self.os or spec.get("architecture") != self.architecture:
-            return False
-        return self.variant is None or spec.get("variant") == self.variant
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-DEFAULT_PLATFORM = Platform()
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """An OCI content descriptor."""
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: dict[str, str] = field(default_factory=dict)
-    platform: dict[str, Any] | None = None
-    artifact_type: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Descriptor:
-        try:
-            digest = validate_digest(str(data["digest"]))
-            size = int(data["size"])
-        except (KeyError, TypeError, ValueError, VMDiskImageError) as exc:
-            raise UnsupportedManifest(f"malformed descriptor in manifest: {data!r}") from exc
-        if size < 0:
-            raise UnsupportedManifest(f"descriptor {digest} has a negative size")
-        return cls(
-            media_type=str(data.get("mediaType", "")),
-            digest=digest,
-            size=size,
-            annotations=dict(data.get("annotations") or {}),
-            platform=data.get("platform"),
-            artifact_type=data.get("artifactType"),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        }
-        if self.annotations:
-            data["annotations"] = self.annotations
-        if self.platform:
-            data["platform"] = self.platform
-        if self.artifact_type:
-            data["artifactType"] = self.artifact_type
-        return data
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A manifest or index as fetched: raw bytes, digest and the parsed document."""
-
-    media_type: str
-    digest: str
-    raw: bytes = field(repr=False)
-    data: dict[str, Any] = field(repr=False)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes, content_type: str | None = None) -> Manifest:
-        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise UnsupportedManifest(f"manifest {digest} is not JSON") from exc
-        if not isinstance(data, dict):
-            raise UnsupportedManifest(f"manifest {digest} is not a JSON object")
-        media_type = data.get("mediaType") or (content_type or "").split(";")[0].strip()
-        if not media_type:
-            # OCI allows omitting mediaType; tell index and manifest apart by shape.
-            media_type = OCI_INDEX if "manifests" in data else OCI_MANIFEST
-        if media_type in DOCKER_SCHEMA1 or data.get("schemaVersion") == 1:
-            raise UnsupportedManifest(
-                f"manifest {digest} is Docker schema 1, which is deprecated and unsupported; "
-                "re-push the image with a current tool"
-            )
-        if media_type not in INDEX_TYPES + MANIFEST_TYPES:
-            raise UnsupportedManifest(f"manifest {digest} has unsupported media type {media_type}")
-        return cls(media_type, digest, raw, data)
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-    @property
-    def manifests(self) -> list[Descriptor]:
-        return [Descriptor.from_dict(d) for d in self.data.get("manifests") or []]
-
-    @property
-    def layers(self) -> list[Descriptor]:
-        return [Descriptor.from_dict(d) for d in self.data.get("layers") or []]
-
-    @property
-    def config(self) -> Descriptor | None:
-        cfg = self.data.get("config")
-        return Descriptor.from_dict(cfg) if cfg else None
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        return dict(self.data.get("annotations") or {})
-
-    @property
-    def artifact_type(self) -> str | None:
-        """OCI 1.1 ``artifactType``, falling back to the config media type like ORAS does."""
-        if self.data.get("artifactType"):
-            return str(self.data["artifactType"])
-        cfg = self.config
-        return cfg.media_type if cfg else None
-
-
-@dataclass(frozen=True)
-class ResolvedImage:
-    """An image resolved to one platform manifest."""
-
-    reference: ImageReference  # pinned to the platform manifest's digest
-    manifest: Manifest
-    index_digest: str | None = None
-    platform: Platform | None = None
-
-    @property
-    def digest(self) -> str:
-        return self.manifest.digest
-
-
-#: The digest algorithms content can be verified with (``validate_digest`` allows these).
-DIGEST_ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
-
-
-def content_digest(data: bytes, algorithm: str) -> str:
-    """The ``algorithm:hex`` digest of ``data``; an algorithm we cannot compute is refused."""
-    if algorithm not in DIGEST_ALGORITHMS:
-        raise UnsupportedManifest(
-            f"digest algorithm {algorithm!r} cannot be verified; "
-            f"supported: {', '.join(DIGEST_ALGORITHMS)}"
-        )
-    return f"{algorithm}:{DIGEST_ALGORITHMS[algorithm](data).hexdigest()}"
-
-
 def read_capped(resp: requests.Response, limit: int) -> bytes | None:
     """Up to ``limit`` bytes of a streamed body, decompressed as it arrives; None if longer.
 
@@ -280,13 +105,26 @@ def _error_text(resp: requests.Response) -> str:
     try:
         with resp:
             data = resp.raw.read(300, decode_content=True)
-    except _STREAM_ERRORS:
+    except STREAM_ERRORS:
         return ""
     return data.decode("utf-8", "replace")
 
 
-def _sleep_backoff(attempt: int, base: float) -> None:
-    time.sleep(min(base * (2**attempt), 10.0))
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach a registry, as the user says: credentials, trust and transport."""
+
+    #: A dockerconfigjson file (``.dockerconfigjson`` of a pull secret, an authfile).
+    docker_config: str | Path | None = None
+    #: CA certificates (PEM) to verify the registry's certificate with.
+    ca_file: str | Path | None = None
+    #: Talk HTTP, not HTTPS (test registries).
+    plain_http: bool = False
+    #: Verify the registry's certificate; False is an explicit, insecure opt-in.
+    tls_verify: bool = True
+
+
+DEFAULT_OPTIONS = RegistryOptions()
 
 
 class RegistryClient:
@@ -295,21 +133,23 @@ class RegistryClient:
     def __init__(
         self,
         registry: str,
+        options: RegistryOptions = DEFAULT_OPTIONS,
         *,
         credentials: Credentials | None = None,
-        ca_file: str | Path | None = None,
-        plain_http: bool = False,
-        tls_verify: bool = True,
         retries: int = 5,
         backoff: float = 0.5,
         timeout: float = 60.0,
         max_wait: float = DEFAULT_MAX_WAIT,
         on_wait: Callable[[str | None], None] | None = None,
     ) -> None:
+        """A client for ``registry``; ``credentials`` default to the entry of
+        ``options.docker_config`` for it (anonymous without one)."""
         self.registry = registry
         self.api_host = ImageReference(registry, "x").api_host
+        if credentials is None and options.docker_config:
+            credentials = credentials_for(registry, load_docker_config(options.docker_config))
         self.credentials = credentials
-        self.plain_http = plain_http
+        self.plain_http = options.plain_http
         self.retries = retries
         self.backoff = backoff
         self.timeout = (min(timeout, 15.0), timeout)
@@ -321,28 +161,30 @@ class RegistryClient:
         self.session.headers["User-Agent"] = USER_AGENT
         # Passed on every request: a session-level setting loses to REQUESTS_CA_BUNDLE.
         self.verify: bool | str = True
-        if not tls_verify:
+        if not options.tls_verify:
             self.verify = False
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        elif ca_file:
-            self.verify = str(ca_file)
+        elif options.ca_file:
+            self.verify = str(options.ca_file)
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
         self._basic = False
 
     @classmethod
     def for_reference(
-        cls,
-        reference: ImageReference,
-        *,
-        docker_config: str | Path | None = None,
-        **kwargs: Any,
+        cls, reference: ImageReference, options: RegistryOptions = DEFAULT_OPTIONS, **kwargs: Any
     ) -> RegistryClient:
-        """A client for ``reference``'s registry, with credentials from a dockerconfigjson file."""
-        creds = None
-        if docker_config:
-            config = load_docker_config(docker_config)
-            creds = credentials_for(reference.registry, config, reference.repository)
-        return cls(reference.registry, credentials=creds, **kwargs)
+        """A client for ``reference``'s registry (``kwargs`` as for the constructor).
+
+        The credentials are the pull secret's entry for this image: a key may name a
+        repository path, so the registry alone does not decide it.
+        """
+        if "credentials" not in kwargs and options.docker_config:
+            config = load_docker_config(options.docker_config)
+            kwargs["credentials"] = credentials_for(
+                reference.registry, config, reference.repository
+            )
+            options = replace(options, docker_config=None)  # looked up here
+        return cls(reference.registry, options, **kwargs)
 
     @property
     def base_url(self) -> str:
@@ -350,6 +192,10 @@ class RegistryClient:
 
     def close(self) -> None:
         self.session.close()
+
+    def sleep_backoff(self, attempt: int) -> None:
+        """Wait before retry number ``attempt`` (from 0): exponential, at most 10 s."""
+        time.sleep(min(self.backoff * (2**attempt), 10.0))
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -401,7 +247,7 @@ class RegistryClient:
                 resp.close()
         except requests.exceptions.SSLError as exc:
             raise TLSFailure(f"TLS verification of token server {realm} failed: {exc}") from exc
-        except (requests.exceptions.RequestException, *_STREAM_ERRORS) as exc:
+        except (requests.exceptions.RequestException, *STREAM_ERRORS) as exc:
             raise RegistryUnavailable(f"token server {realm} unreachable: {exc}") from exc
         if resp.status_code in (401, 403):
             who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
@@ -478,7 +324,7 @@ class RegistryClient:
                         f"{attempt + 1} attempts: {exc}"
                     ) from exc
                 log.warning("%s %s failed (%s); retrying", method, url, exc)
-                _sleep_backoff(attempt, self.backoff)
+                self.sleep_backoff(attempt)
                 attempt += 1
                 continue
             if resp.status_code in ok:
@@ -503,7 +349,7 @@ class RegistryClient:
                 continue
             if resp.status_code in _RETRY_STATUS and attempt < self.retries:
                 log.warning("%s %s answered %s; retrying", method, url, resp.status_code)
-                _sleep_backoff(attempt, self.backoff)
+                self.sleep_backoff(attempt)
                 attempt += 1
                 continue
             raise RegistryError(
@@ -597,11 +443,7 @@ class RegistryClient:
         entries = top.manifests
         chosen = next((d for d in entries if platform.matches(d.platform)), None)
         if chosen is None:
-            have = ", ".join(
-                str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant")))
-                for p in (d.platform for d in entries)
-                if p
-            )
+            have = ", ".join(str(Platform.from_spec(d.platform)) for d in entries if d.platform)
             raise PlatformNotFound(
                 f"image {reference} has no manifest for platform {platform} "
                 f"(it has: {have or 'none'})",
@@ -623,7 +465,7 @@ class RegistryClient:
             ok=(200, 201),
             what=f"manifest upload {repository}:{ref}",
         )
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+        return content_digest(raw, "sha256")
 
     # -- blobs -------------------------------------------------------------------
 
@@ -682,285 +524,3 @@ class RegistryClient:
             ok=(201,),
             what=f"blob upload {digest}",
         )
-
-
-class _HashThread:
-    """A hash object whose ``update`` runs in its own thread (sha256 releases the GIL).
-
-    Only for callers that never reuse a buffer after passing it to ``update``.
-    """
-
-    def __init__(self, hasher: Any, depth: int = 4) -> None:
-        self._hasher = hasher
-        self.name = hasher.name
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._run, name="blob-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
-            self._hasher.update(data)
-
-    def update(self, data: Any) -> None:
-        self._queue.put(data)
-
-    def hexdigest(self) -> str:
-        self.close()
-        return self._hasher.hexdigest()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-
-class BlobReader(io.RawIOBase):
-    """Streams one blob, resuming with Range requests and verifying size and digest at EOF.
-
-    ``readinto`` raises :class:`DigestMismatch` instead of returning the final 0 when the
-    bytes read do not hash to the digest. ``resumes`` counts resumed transfers.
-    """
-
-    def __init__(
-        self,
-        client: RegistryClient,
-        repository: str,
-        digest: str,
-        size: int | None,
-        *,
-        max_resumes: int = 10,
-    ) -> None:
-        super().__init__()
-        self.client = client
-        self.repository = repository
-        self.digest = digest
-        self.size = size
-        self.max_resumes = max_resumes
-        self.resumes = 0
-        self.offset = 0
-        self.verified = False
-        algo, _, self._expected = digest.partition(":")
-        self._hasher: Any = DIGEST_ALGORITHMS[algo]()
-        self._resp: requests.Response | None = None
-        self._fp: Any = None
-
-    def readable(self) -> bool:
-        return True
-
-    def hash_in_thread(self) -> None:
-        """Hash in a separate thread; the caller promises fresh buffers to ``readinto``."""
-        if self.offset == 0 and not isinstance(self._hasher, _HashThread):
-            self._hasher = _HashThread(self._hasher)
-
-    def _open(self) -> None:
-        headers = {"Range": f"bytes={self.offset}-"} if self.offset else {}
-        resp = self.client.request(
-            "GET",
-            f"/v2/{self.repository}/blobs/{self.digest}",
-            scope=f"repository:{self.repository}:pull",
-            headers=headers,
-            stream=True,
-            ok=(200, 206),
-            what=f"blob {self.digest}",
-        )
-        if self.offset and resp.status_code == 200:
-            # The server ignored Range: skip what we already have, without hashing it twice.
-            skip = self.offset
-            while skip:
-                chunk = resp.raw.read(min(skip, 1 << 20))
-                if not chunk:
-                    resp.close()
-                    raise RegistryError(f"blob {self.digest} shrank while resuming")
-                skip -= len(chunk)
-        elif resp.status_code == 206:
-            start = resp.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
-            if start != str(self.offset):
-                resp.close()
-                raise RegistryError(
-                    f"registry resumed blob {self.digest} at {start!r}, not at {self.offset}"
-                )
-        self._resp = resp
-        # The http.client response under urllib3 reads straight into our buffer.
-        self._fp = resp.raw._fp if getattr(resp.raw, "_fp", None) is not None else resp.raw
-
-    def _drop(self) -> None:
-        if self._resp is not None:
-            self._resp.close()
-        self._resp = None
-        self._fp = None
-
-    def _resume(self, why: object) -> None:
-        self._drop()
-        if self.resumes >= self.max_resumes:
-            raise RegistryUnavailable(
-                f"blob {self.digest} transfer broke {self.resumes + 1} times; last: {why}"
-            )
-        self.resumes += 1
-        log.warning("blob %s broke at byte %d (%s); resuming", self.digest, self.offset, why)
-        _sleep_backoff(min(self.resumes - 1, 4), self.client.backoff)
-
-    def readinto(self, buffer: Any) -> int:
-        if self.verified:
-            return 0
-        view = memoryview(buffer).cast("B")
-        if self.size is not None:
-            # Ask for one byte beyond the declared size at most, to notice oversized blobs.
-            view = view[: max(1, min(len(view), self.size - self.offset + 1))]
-        while True:
-            if self._fp is None:
-                self._open()
-            try:
-                n = self._fp.readinto(view)
-            except _STREAM_ERRORS as exc:
-                self._resume(exc)
-                continue
-            if n:
-                self._hasher.update(view[:n])
-                self.offset += n
-                if self.size is not None and self.offset > self.size:
-                    self._drop()
-                    raise DigestMismatch(
-                        f"blob {self.digest} is longer than the {self.size} bytes its "
-                        "descriptor declares",
-                        expected=self.digest,
-                    )
-                return n
-            if self.size is not None and self.offset < self.size:
-                self._resume(f"connection closed after {self.offset} of {self.size} bytes")
-                continue
-            self._drop()
-            self._verify()
-            return 0
-
-    def _verify(self) -> None:
-        actual = self._hasher.hexdigest()
-        if actual != self._expected:
-            raise DigestMismatch(
-                f"blob {self.digest} from {self.client.registry}/{self.repository} is corrupt: "
-                f"its content hashes to {self._hasher.name}:{actual}; the import was stopped",
-                expected=self.digest,
-                actual=f"{self._hasher.name}:{actual}",
-            )
-        self.verified = True
-
-    def drain(self, bufsize: int = 1 << 20) -> None:
-        """Read to the end (verifying the digest)."""
-        buf = bytearray(bufsize)
-        while self.readinto(buf):
-            pass
-
-    def close(self) -> None:
-        self._drop()
-        if isinstance(self._hasher, _HashThread):
-            self._hasher.close()
-        super().close()
-
-
-class ReadAhead(io.RawIOBase):
-    """Reads a :class:`BlobReader` in a background thread, ``depth`` chunks ahead.
-
-    Receiving and hashing (both release the GIL) then overlap with decompression and
-    writing in the caller's thread. Memory stays bounded at ``depth * chunk_size``.
-    Errors of the reader (including the digest check at EOF) are raised to the caller
-    when it reaches the point where they happened.
-    """
-
-    _EOF = object()
-
-    def __init__(self, blob: BlobReader, *, chunk_size: int = 1 << 20, depth: int = 4) -> None:
-        super().__init__()
-        self.blob = blob
-        self._chunk_size = chunk_size
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._current = memoryview(b"")
-        self._done = False
-        blob.hash_in_thread()  # every chunk below is a fresh bytearray
-        self._thread = threading.Thread(target=self._run, name="blob-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                buf = bytearray(self._chunk_size)
-                n = self.blob.readinto(buf)
-                if not n:
-                    self._put(self._EOF)
-                    return
-                # A view, not a resize: the hash thread may still hold the buffer.
-                if not self._put(memoryview(buf)[:n] if n < len(buf) else buf):
-                    return
-        except BaseException as exc:  # handed to the consumer thread
-            self._put(exc)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if not len(self._current):
-            if self._done:
-                return 0
-            item = self._queue.get()
-            if item is self._EOF:
-                self._done = True
-                return 0
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            self._current = memoryview(item)
-        view = memoryview(buffer).cast("B")
-        n = min(len(view), len(self._current))
-        view[:n] = self._current[:n]
-        self._current = self._current[n:]
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        # zstandard and lzma pull with read(): hand over whole chunks without a copy.
-        if not len(self._current) and not self._done:
-            item = self._queue.get()
-            if item is self._EOF:
-                self._done = True
-                return b""
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            self._current = memoryview(item)
-        if size is None or size < 0 or size >= len(self._current):
-            view, self._current = self._current, memoryview(b"")
-            # A whole chunk is handed over as is; zstandard and lzma take any buffer.
-            return view.obj if len(view) == len(view.obj) else view.tobytes()  # type: ignore[return-value]
-        data = self._current[:size].tobytes()
-        self._current = self._current[size:]
-        return data
-
-    @property
-    def resumes(self) -> int:
-        return self.blob.resumes
-
-    @property
-    def verified(self) -> bool:
-        return self.blob.verified
-
-    def drain(self) -> None:
-        """Read to the end, so the blob's digest is checked (raises on mismatch)."""
-        buf = bytearray(1 << 20)
-        while self.readinto(buf):
-            pass
-
-    def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                self._queue.get(timeout=0.1)
-        self._thread.join()
-        self.blob.close()
-        super().close()

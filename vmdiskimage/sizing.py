@@ -65,12 +65,23 @@ def align_up(value: int, alignment: int) -> int:
     return -(-value // alignment) * alignment
 
 
+def requested_size(value: str | int | None) -> int | None:
+    """Bytes a target size asks for (a quantity); None when none is asked for."""
+    return None if value is None or value == "" else parse_quantity(value)
+
+
+def container_file_limit(virtual_size: int) -> int:
+    """The most bytes a disk container file (qcow2, vmdk, ...) of ``virtual_size`` may take:
+    its data, an eighth more for tables and metadata, and 64 MiB. Bounds disk bombs."""
+    return virtual_size + virtual_size // 8 + (64 << 20)
+
+
 def target_virtual_size(image_virtual_size: int, requested: int | str | None = None) -> int:
     """The virtual size to give the disk: the request, never below the image, sector aligned."""
     size = align_up(image_virtual_size, SECTOR)
-    if requested is None or requested == "":
+    wanted = requested_size(requested)
+    if wanted is None:
         return size
-    wanted = parse_quantity(requested)
     if wanted < image_virtual_size:
         raise TargetTooSmall(
             f"target size {format_quantity(wanted)} ({wanted} bytes) is smaller than the "

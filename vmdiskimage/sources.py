@@ -8,8 +8,8 @@
   and the disk layer itself streams in one pass. Links, devices, ``..`` paths and
   sparse tar entries are refused as the disk.
 * **artifact**: a manifest with exactly one disk layer, recognised by media type
-  (ours, see :data:`DISK_MEDIA_TYPE_PREFIX`, or KubeVirt's ``application/vnd.kubevirt.disk.*``)
-  or by the :data:`ANNOTATION_FORMAT` annotation. The layer is the disk file itself,
+  (ours or KubeVirt's, see :mod:`vmdiskimage.oci`) or by the
+  :data:`~vmdiskimage.oci.ANNOTATION_FORMAT` annotation. The layer is the disk file itself,
   possibly gzip, zstd or xz compressed.
 
 :func:`inspect` reads the manifest and only the first bytes of the disk;
@@ -20,70 +20,42 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import compression, formats
 from .errors import (
-    CorruptData,
     DiskNotFound,
-    ImageLimitExceeded,
     UnsafeDisk,
     UnsupportedFormat,
     UnsupportedManifest,
 )
+from .oci import (
+    ANNOTATION_FORMAT,
+    ANNOTATION_TITLE,
+    ANNOTATION_UNCOMPRESSED_SIZE,
+    ANNOTATION_VIRTUAL_SIZE,
+    DISK_MEDIA_TYPE_PREFIX,
+    DISK_MEDIA_TYPE_RE,
+    KUBEVIRT_MEDIA_TYPE_PREFIX,
+    TAR_LAYER_TYPES,
+    Descriptor,
+    Platform,
+    ResolvedImage,
+)
 from .reference import ImageReference
-from .registry import Descriptor, Platform, ReadAhead, RegistryClient, ResolvedImage
+from .registry import RegistryClient
+from .streams import Replay, drain, read_head
+from .tarwalk import TarBudget, TarEntry, TarReader
 
 CONTAINER_DISK = "containerDisk"
 ARTIFACT = "artifact"
 
-#: Our artifact type (manifest ``artifactType`` and config media type).
-ARTIFACT_TYPE = "application/vnd.vmdiskimage.disk.v1"
-CONFIG_MEDIA_TYPE = "application/vnd.vmdiskimage.disk.config.v1+json"
-#: Our disk layer media types: ``<prefix><format>[+gzip|+zstd|+xz]``.
-DISK_MEDIA_TYPE_PREFIX = "application/vnd.vmdiskimage.disk.v1."
-KUBEVIRT_MEDIA_TYPE_PREFIX = "application/vnd.kubevirt.disk."
-
-ANNOTATION_FORMAT = "vm.example.com/disk.format"
-ANNOTATION_VIRTUAL_SIZE = "vm.example.com/disk.virtual-size"
-ANNOTATION_UNCOMPRESSED_SIZE = "vm.example.com/disk.uncompressed-size"
-ANNOTATION_TITLE = "org.opencontainers.image.title"
-
-TAR_LAYER_TYPES = {
-    "application/vnd.oci.image.layer.v1.tar": compression.NONE,
-    "application/vnd.oci.image.layer.v1.tar+gzip": compression.GZIP,
-    "application/vnd.oci.image.layer.v1.tar+zstd": compression.ZSTD,
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": compression.GZIP,
-    "application/vnd.docker.image.rootfs.diff.tar": compression.NONE,
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": compression.GZIP,
-    "application/vnd.docker.image.rootfs.diff.tar.zstd": compression.ZSTD,
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": compression.GZIP,
-}
-_DISK_MT_RE = re.compile(
-    rf"^(?:{re.escape(DISK_MEDIA_TYPE_PREFIX)}|{re.escape(KUBEVIRT_MEDIA_TYPE_PREFIX)})"
-    r"(?P<format>[a-z0-9]+)(?:\+(?P<compression>gzip|zstd|xz))?$"
-)
-
 HEAD_BYTES = formats.DETECT_BYTES
-#: What a containerDisk import reads besides the disk file (upper layers, the rest of
-#: the disk's layer): tar entries, and decompressed bytes of headers and other files.
-#: A real image stays far below; a tar of empty headers would otherwise cost minutes.
-MAX_OTHER_ENTRIES = 100_000
-MAX_OTHER_BYTES = 1 << 30
-#: pax and GNU long-name headers in front of one entry, all together. Real ones hold a
-#: path and a few attributes; each is parsed as it comes and only the keys used kept.
-MAX_METADATA_PER_ENTRY = 1 << 20
-#: The pax keys the walk uses; ``GNU.sparse.*`` keys only mark the entry as sparse.
-_PAX_KEYS = ("path", "linkpath", "size")
+#: The first bytes of a layer blob its compression is told from.
+BLOB_HEAD_BYTES = 32
 log = logging.getLogger(__name__)
-
-
-def disk_media_type(fmt: str, comp: str) -> str:
-    """Our layer media type for a disk of ``fmt`` compressed with ``comp``."""
-    return DISK_MEDIA_TYPE_PREFIX + fmt + ("" if comp == compression.NONE else f"+{comp}")
 
 
 @dataclass
@@ -104,11 +76,72 @@ class DiskInfo:
     #: Another file qemu-img would open for the disk (a qcow2 data file, vmdk extents).
     external_file: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    #: Where ``virtual_size`` and ``disk_size`` were read, for each one known.
+    sizes_from: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["layer"] = self.layer.to_dict()
         return data
+
+
+# -- sizes ---------------------------------------------------------------------------
+
+#: A size and where it was read; ``(None, None)`` when only reading the disk can tell.
+Size = tuple[int | None, str | None]
+UNKNOWN: Size = (None, None)
+_SIZE_HEADERS = {
+    formats.QCOW2: "qcow2 header",
+    formats.VMDK: "vmdk header",
+    formats.VHD: "VHD footer",
+}
+
+
+def _header_size(detected: formats.FormatInfo) -> Size:
+    if detected.virtual_size is None:
+        return UNKNOWN
+    where = _SIZE_HEADERS.get(detected.format, f"{detected.format} header")
+    return detected.virtual_size, f"{where} in the disk's first bytes"
+
+
+def container_disk_sizes(
+    entry_size: int, path: str, detected: formats.FormatInfo
+) -> tuple[Size, Size]:
+    """``(virtual size, disk file size)`` of the disk file ``path`` of a containerDisk."""
+    in_tar = (entry_size, f"size of {path} in its tar header")
+    return (in_tar if detected.format == formats.RAW else _header_size(detected)), in_tar
+
+
+def artifact_file_size(layer: Descriptor, comp: str) -> Size:
+    """The disk file's size an artifact layer declares: annotated, or the uncompressed layer."""
+    declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
+    if declared is not None:
+        return declared, f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"
+    if comp == compression.NONE:
+        return layer.size, "layer size in the manifest (the layer is the uncompressed disk)"
+    return UNKNOWN
+
+
+def artifact_virtual_size(
+    layer: Descriptor, comp: str, detected: formats.FormatInfo, file_size: Size, blob_head: bytes
+) -> Size:
+    """An artifact disk's virtual size: its header's, or for raw the file size, the
+    annotated virtual size or the content size of a zstd layer's first frame."""
+    if detected.format != formats.RAW:
+        return _header_size(detected)
+    if file_size[0]:
+        return file_size
+    annotated = _int_annotation(layer.annotations, ANNOTATION_VIRTUAL_SIZE)
+    if annotated is not None:
+        return annotated, f"layer annotation {ANNOTATION_VIRTUAL_SIZE}"
+    if comp == compression.ZSTD and (framed := _zstd_content_size(blob_head)) is not None:
+        return framed, "content size in the first zstd frame header of the layer"
+    return UNKNOWN
+
+
+def _sizes_from(virtual: Size, file_size: Size) -> dict[str, str]:
+    named = (("virtual_size", virtual[1]), ("disk_size", file_size[1]))
+    return {key: where for key, where in named if where}
 
 
 # -- picking the layer ---------------------------------------------------------------
@@ -129,7 +162,9 @@ def _int_annotation(annotations: dict[str, str], key: str) -> int | None:
 
 def _artifact_layer(layers: list[Descriptor]) -> Descriptor | None:
     disks = [
-        d for d in layers if _DISK_MT_RE.match(d.media_type) or ANNOTATION_FORMAT in d.annotations
+        d
+        for d in layers
+        if DISK_MEDIA_TYPE_RE.match(d.media_type) or ANNOTATION_FORMAT in d.annotations
     ]
     if len(disks) > 1:
         raise UnsupportedManifest(f"the artifact has {len(disks)} disk layers; expected one")
@@ -154,302 +189,71 @@ def classify(resolved: ResolvedImage) -> tuple[str, list[Descriptor]]:
     return CONTAINER_DISK, layers
 
 
-# -- the tar walk --------------------------------------------------------------------
-
-_REGULAR = (b"0", b"\0", b"7")
-_TYPE_NAMES = {
-    b"1": "hard link",
-    b"2": "symbolic link",
-    b"3": "character device",
-    b"4": "block device",
-    b"6": "FIFO",
-    b"S": "GNU sparse file",
-}
-
-
-@dataclass
-class TarEntry:
-    name: str
-    type: bytes
-    size: int
-    linkname: str = ""
-    sparse: bool = False
-
-    @property
-    def is_regular(self) -> bool:
-        return self.type in _REGULAR and not self.sparse
-
-
-def _cstr(field_bytes: bytes) -> str:
-    return field_bytes.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
-def _number(field_bytes: bytes) -> int:
-    if field_bytes[0] & 0x80:  # GNU base-256 for sizes over 8 GiB
-        value = int.from_bytes(field_bytes[1:], "big")
-        if field_bytes[0] & 0x40:
-            raise CorruptData("negative number in a tar header")
-        return value | ((field_bytes[0] & 0x3F) << (8 * (len(field_bytes) - 1)))
-    text = field_bytes.replace(b"\0", b" ").strip()
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError as exc:
-        raise CorruptData(f"bad number {field_bytes!r} in a tar header") from exc
-
-
-def _parse_pax(data: bytes) -> dict[str, str]:
-    """The records of a pax header that the walk uses (see :data:`_PAX_KEYS`)."""
-    records: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        if space < 0:
-            break
-        try:
-            length = int(data[pos:space])
-        except ValueError as exc:
-            raise CorruptData("malformed pax header in a layer") from exc
-        if length <= 0:
-            raise CorruptData("malformed pax header in a layer")
-        record = data[space + 1 : pos + length - 1]
-        key, _, value = record.partition(b"=")
-        name = key.decode("utf-8", "replace")
-        if name in _PAX_KEYS:
-            records[name] = value.decode("utf-8", "surrogateescape")
-        elif name.startswith("GNU.sparse"):
-            records["GNU.sparse"] = ""
-        pos += length
-    return records
-
-
-def _pax_size(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise CorruptData(f"pax size {text[:40]!r} in a layer is not a byte count")
-    return int(text)
-
-
-class TarBudget:
-    """Entries and decompressed bytes a tar walk may spend outside the disk's data."""
-
-    def __init__(
-        self, max_entries: int = MAX_OTHER_ENTRIES, max_bytes: int = MAX_OTHER_BYTES
-    ) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.entries = 0
-        self.bytes = 0
-
-    def spend(self, entries: int, size: int) -> None:
-        self.entries += entries
-        self.bytes += size
-        if self.entries > self.max_entries or self.bytes > self.max_bytes:
-            raise ImageLimitExceeded(
-                f"the image holds more than {self.max_entries} tar entries or "
-                f"{self.max_bytes >> 20} MiB of files besides the disk; refusing to read on",
-                max_entries=self.max_entries,
-                max_bytes=self.max_bytes,
-            )
-
-
-class TarReader:
-    """A minimal streaming tar parser: headers in Python, entry data straight to the caller.
-
-    Understands ustar, GNU long names and pax headers (path, linkpath, size, sparse
-    markers). Entry data is read through :meth:`readinto` with no extra copies.
-    """
-
-    def __init__(self, stream: Any, budget: TarBudget | None = None) -> None:
-        self._stream = stream
-        self._budget = budget or TarBudget()
-        self._remaining = 0  # data bytes of the current entry not read yet
-        self._padding = 0
-        self._scratch = bytearray(1 << 20)
-        self._block = bytearray(512)
-        self.finished = False
-
-    def _read_exact(self, buffer: Any, what: str) -> None:
-        if compression.read_full(self._stream, buffer) != len(buffer):
-            raise CorruptData(f"the layer ends inside a tar {what}")
-
-    def _skip(self, count: int, *, eof_ok: bool = False) -> bool:
-        """Skip ``count`` bytes; False if the stream ended first and ``eof_ok``."""
-        self._budget.spend(0, count)
-        view = memoryview(self._scratch)
-        while count:
-            n = self._stream.readinto(view[: min(count, len(view))])
-            if not n:
-                if eof_ok:
-                    return False
-                raise CorruptData("the layer ends inside a tar entry")
-            count -= n
-        return True
-
-    def _read_data(self, size: int) -> bytes:
-        if size > 1 << 20:
-            raise CorruptData(f"tar metadata entry of {size} bytes is implausibly large")
-        self._budget.spend(0, size)
-        data = bytearray(size)
-        self._read_exact(data, "metadata entry")
-        self._skip(-size % 512)
-        return bytes(data)
-
-    def next(self) -> TarEntry | None:
-        """The next entry's header (skipping unread data of the current one), or None at end."""
-        if self.finished:
-            return None
-        self._skip(self._remaining)
-        # Some writers (umoci 0.4) end the archive right after the last entry's data.
-        if not self._skip(self._padding, eof_ok=True):
-            self.finished = True
-            return None
-        self._remaining = self._padding = 0
-        pax: dict[str, str] = {}
-        long_name = long_link = None
-        metadata = 0
-        while True:
-            n = compression.read_full(self._stream, self._block)
-            if n == 0:
-                self.finished = True  # tolerated: some writers omit the end-of-archive blocks
-                return None
-            if n != 512:
-                raise CorruptData("the layer ends inside a tar header")
-            self._budget.spend(1, 512)
-            block = bytes(self._block)
-            if block == bytes(512):
-                self.finished = True
-                return None
-            stored = _number(block[148:156])
-            computed = sum(block) - sum(block[148:156]) + 8 * 32
-            if stored != computed:
-                raise CorruptData(
-                    "a tar header checksum is wrong: the layer is not a tar or corrupt"
-                )
-            typeflag = block[156:157]
-            size = _number(block[124:136])
-            if typeflag in (b"L", b"K", b"x", b"g"):
-                metadata += size
-                if metadata > MAX_METADATA_PER_ENTRY:
-                    raise ImageLimitExceeded(
-                        f"more than {MAX_METADATA_PER_ENTRY >> 10} KiB of pax and long-name "
-                        "headers precede one tar entry; refusing the layer"
-                    )
-            if typeflag == b"L":
-                long_name = _cstr(self._read_data(size))
-                continue
-            if typeflag == b"K":
-                long_link = _cstr(self._read_data(size))
-                continue
-            if typeflag == b"x":
-                pax.update(_parse_pax(self._read_data(size)))
-                continue
-            if typeflag == b"g":
-                self._read_data(size)
-                continue
-            name = _cstr(block[0:100])
-            if block[257:263] == b"ustar\x00":
-                prefix = _cstr(block[345:500])
-                if prefix:
-                    name = f"{prefix}/{name}"
-            name = pax.get("path", long_name or name)
-            linkname = pax.get("linkpath", long_link or _cstr(block[157:257]))
-            if "size" in pax:
-                size = _pax_size(pax["size"])
-            sparse = "GNU.sparse" in pax or typeflag == b"S"
-            has_data = typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6")
-            self._remaining = size if has_data else 0
-            self._padding = -self._remaining % 512
-            return TarEntry(name, typeflag, size, linkname, sparse)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read the current entry's data; 0 at its end."""
-        if not self._remaining:
-            return 0
-        view = memoryview(buffer).cast("B")
-        if len(view) > self._remaining:
-            view = view[: self._remaining]
-        n = self._stream.readinto(view)
-        if not n:
-            raise CorruptData("the layer ends inside the disk file")
-        self._remaining -= n
-        return n
-
-    def readable(self) -> bool:
-        return True
-
-
-def _parts(name: str) -> list[str]:
-    return [p for p in name.split("/") if p not in ("", ".")]
-
-
 # -- streams -------------------------------------------------------------------------
 
 
-class DiskStream:
+class _Layer:
+    """One layer blob: verified, read ahead in a thread, decompressed as its bytes say."""
+
+    def __init__(self, client: RegistryClient, repository: str, layer: Descriptor) -> None:
+        self.blob = client.open_blob(repository, layer.digest, layer.size)
+        self._ahead = self.blob.read_ahead()
+        try:
+            self.head = self._ahead.peek(BLOB_HEAD_BYTES)
+            self.compression = _layer_compression(layer, self.head)
+            self.data = compression.open_decompressed(self._ahead, self.compression)
+        except BaseException:
+            self._ahead.close()
+            raise
+
+    def skip_rest(self) -> None:
+        """Read the blob to its end, only hashed, never decompressed (verifies the digest)."""
+        drain(self._ahead)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.data.close()
+        self._ahead.close()
+
+
+class DiskStream(Replay):
     """The disk's bytes (``readinto``), its :class:`DiskInfo`, and :meth:`finish`.
 
-    Call :meth:`finish` after reading the disk: it checks the rest of the layer and
-    verifies its digest. Only then may the import be reported as done.
+    ``head`` holds the disk's first bytes, as read for detection; ``readinto`` hands
+    them out again first. Call :meth:`finish` after reading the disk: it checks the rest
+    of the layer and verifies its digest. Only then may the import be reported as done.
     """
 
     def __init__(
         self,
         info: DiskInfo,
-        blob: ReadAhead,
-        layer_stream: Any,
+        layer: _Layer,
         data: Any,
         head: bytes,
         rest: Callable[[], None] | None = None,
     ) -> None:
+        super().__init__(head, data)
         self.info = info
-        self.blob = blob
-        self.head = head  # the disk's first bytes, as read for detection
-        self._layer_stream = layer_stream
-        self._data = data
-        self._head = memoryview(head)
+        self.blob = layer.blob
+        self._layer = layer
         self._rest = rest
-        self.bytes_read = 0
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if len(self._head):
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-        else:
-            n = self._data.readinto(view)
-        self.bytes_read += n
-        return n
-
-    def readable(self) -> bool:
-        return True
 
     def finish(self) -> None:
         """Check the rest of the layer and verify the blob's digest (raises on mismatch)."""
         if self._rest is not None:
             self._rest()
-            self.blob.drain()
         else:
-            _drain(self._layer_stream, self.blob)
+            drain(self._layer.data)
+        self._layer.skip_rest()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._layer_stream.close()
-        self.blob.close()
+        self._layer.close()
 
     def __enter__(self) -> DiskStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _drain(stream: Any, blob: ReadAhead) -> None:
-    scratch = bytearray(1 << 20)
-    while stream.readinto(scratch):
-        pass
-    blob.drain()
 
 
 def _layer_compression(layer: Descriptor, blob_head: bytes) -> str:
@@ -466,47 +270,6 @@ def _layer_compression(layer: Descriptor, blob_head: bytes) -> str:
     return sniffed
 
 
-class _Peekable:
-    """A blob stream whose first bytes were read for sniffing and are replayed."""
-
-    def __init__(self, blob: ReadAhead, head: bytes) -> None:
-        self._blob = blob
-        self._head = memoryview(head)
-
-    def readinto(self, buffer: Any) -> int:
-        if len(self._head):
-            view = memoryview(buffer).cast("B")
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        return self._blob.readinto(buffer)
-
-    def read(self, size: int = -1) -> bytes:
-        if len(self._head):
-            n = len(self._head) if size is None or size < 0 else min(size, len(self._head))
-            data = self._head[:n].tobytes()
-            self._head = self._head[n:]
-            return data
-        return self._blob.read(size)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-def _open_layer(client: RegistryClient, repository: str, layer: Descriptor):  # type: ignore[no-untyped-def]
-    blob = ReadAhead(client.open_blob(repository, layer.digest, layer.size))
-    head = bytearray(32)
-    n = compression.read_full(blob, head)
-    blob_head = bytes(head[:n])
-    comp = _layer_compression(layer, blob_head)
-    stream = compression.open_decompressed(_Peekable(blob, blob_head), comp)  # type: ignore[arg-type]
-    return blob, stream, comp, blob_head
-
-
 def _zstd_content_size(blob_head: bytes) -> int | None:
     """The first zstd frame's declared content size (a size hint, never a limit)."""
     import zstandard
@@ -516,13 +279,6 @@ def _zstd_content_size(blob_head: bytes) -> int | None:
     except zstandard.ZstdError:
         return None
     return size if size >= 0 else None
-
-
-def _read_head(data: Any, limit: int | None) -> bytes:
-    want = HEAD_BYTES if limit is None else min(HEAD_BYTES, limit)
-    head = bytearray(want)
-    n = compression.read_full(data, head)
-    return bytes(head[:n])
 
 
 def _is_disk_candidate(parts: list[str], entry: TarEntry, hidden: set[str]) -> bool:
@@ -537,7 +293,7 @@ def _is_disk_candidate(parts: list[str], entry: TarEntry, hidden: set[str]) -> b
 
 
 def _checked_parts(entry: TarEntry, layer: Descriptor) -> list[str]:
-    parts = _parts(entry.name)
+    parts = entry.parts
     if ".." in parts:
         raise UnsafeDisk(
             f"layer {layer.digest} holds {entry.name!r}, a path that climbs out "
@@ -584,9 +340,9 @@ def _container_disk(
     hidden: set[str] = set()
     budget = TarBudget()
     for layer in reversed(layers):
-        blob, stream, comp, _ = _open_layer(client, repository, layer)
+        source = _Layer(client, repository, layer)
         try:
-            tar = TarReader(stream, budget)
+            tar = TarReader(source.data, budget)
             opaque = False
             whiteouts: set[str] = set()
             while (entry := tar.next()) is not None:
@@ -601,44 +357,39 @@ def _container_disk(
                     continue
                 path = "disk/" + parts[1]
                 if not entry.is_regular:
-                    kind = _TYPE_NAMES.get(entry.type, f"tar type {entry.type!r}")
-                    if entry.sparse:
-                        kind = "sparse tar entry"
                     target = f" to {entry.linkname!r}" if entry.linkname else ""
                     raise UnsafeDisk(
-                        f"{path} in layer {layer.digest} is a {kind}{target}, not a regular "
+                        f"{path} in layer {layer.digest} is a {entry.kind}{target}, not a regular "
                         "file; refusing it as the disk",
                         path=path,
                     )
-                head = _read_head(tar, entry.size)
+                head = read_head(tar, min(HEAD_BYTES, entry.size))
                 detected = formats.detect(head)
+                virtual, file_size = container_disk_sizes(entry.size, path, detected)
                 info = DiskInfo(
                     reference=str(resolved.reference),
                     digest=resolved.digest,
                     index_digest=resolved.index_digest,
                     kind=CONTAINER_DISK,
                     layer=layer,
-                    compression=comp,
+                    compression=source.compression,
                     format=detected.format,
-                    virtual_size=detected.virtual_size
-                    if detected.format != formats.RAW
-                    else entry.size,
-                    disk_size=entry.size,
+                    virtual_size=virtual[0],
+                    disk_size=file_size[0],
                     disk_path=path,
                     has_backing_file=detected.has_backing_file,
                     external_file=detected.external_file,
+                    sizes_from=_sizes_from(virtual, file_size),
                 )
                 rest = _check_rest_of_layer(tar, layer, path, hidden)
-                return DiskStream(info, blob, stream, tar, head, rest)
+                return DiskStream(info, source, tar, head, rest)
             # No disk in this layer. Its tar is walked; what follows the end of the
             # archive is only hashed, never decompressed.
-            blob.drain()
+            source.skip_rest()
         except BaseException:
-            stream.close()
-            blob.close()
+            source.close()
             raise
-        stream.close()
-        blob.close()
+        source.close()
         if opaque:
             break
         hidden |= whiteouts
@@ -649,15 +400,14 @@ def _container_disk(
 
 def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
     repository = resolved.reference.repository
-    blob, stream, comp, blob_head = _open_layer(client, repository, layer)
+    source = _Layer(client, repository, layer)
     try:
-        declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
-        if declared is None and comp == compression.NONE:
-            declared = layer.size
-        head = _read_head(stream, declared)
+        file_size = artifact_file_size(layer, source.compression)
+        declared = file_size[0]
+        head = read_head(source.data, HEAD_BYTES if declared is None else min(HEAD_BYTES, declared))
         detected = formats.detect(head)
         annotated_format = layer.annotations.get(ANNOTATION_FORMAT)
-        match = _DISK_MT_RE.match(layer.media_type)
+        match = DISK_MEDIA_TYPE_RE.match(layer.media_type)
         labelled = annotated_format or (match.group("format") if match else None)
         if (
             labelled
@@ -667,31 +417,27 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
             raise UnsupportedFormat(
                 f"layer {layer.digest} is labelled {labelled} but its bytes are {detected.format}"
             )
-        virtual = detected.virtual_size
-        if detected.format == formats.RAW:
-            virtual = declared or _int_annotation(layer.annotations, ANNOTATION_VIRTUAL_SIZE)
-            if virtual is None and comp == compression.ZSTD:
-                virtual = _zstd_content_size(blob_head)
+        virtual = artifact_virtual_size(layer, source.compression, detected, file_size, source.head)
         info = DiskInfo(
             reference=str(resolved.reference),
             digest=resolved.digest,
             index_digest=resolved.index_digest,
             kind=ARTIFACT,
             layer=layer,
-            compression=comp,
+            compression=source.compression,
             format=detected.format,
-            virtual_size=virtual,
+            virtual_size=virtual[0],
             disk_size=declared,
             disk_path=layer.annotations.get(ANNOTATION_TITLE),
             has_backing_file=detected.has_backing_file,
             external_file=detected.external_file,
             annotations=dict(layer.annotations),
+            sizes_from=_sizes_from(virtual, file_size),
         )
     except BaseException:
-        stream.close()
-        blob.close()
+        source.close()
         raise
-    return DiskStream(info, blob, stream, stream, head)
+    return DiskStream(info, source, source.data, head)
 
 
 def open_disk(client: RegistryClient, resolved: ResolvedImage) -> DiskStream:

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .compression import read_full
 from .errors import DiskTooLarge, TargetError, TargetFull, TargetNotWritable, TargetTooSmall
+from .streams import read_full
 
 log = logging.getLogger(__name__)
 

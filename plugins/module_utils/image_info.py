@@ -5,60 +5,26 @@
 """What oci_image_info reports and how each value was learned, from a DiskInfo dict.
 
 Pure functions over ``vmdiskimage.sources.DiskInfo.to_dict()`` so they are tested
-without a registry; the names of the annotations are those of ``vmdiskimage.sources``.
+without a registry. Where the sizes were read is the package's word
+(``DiskInfo.sizes_from``), not worked out again here.
 """
 
 from __future__ import annotations
 
-ANNOTATION_UNCOMPRESSED_SIZE = "vm.example.com/disk.uncompressed-size"
-ANNOTATION_VIRTUAL_SIZE = "vm.example.com/disk.virtual-size"
-HEADER_FORMATS = {"qcow2": "qcow2", "vmdk": "vmdk", "vpc": "VHD footer"}
-
-
-def _size_source(info, disk_file_size):
-    """Where a raw disk's size came from (the same rules as vmdiskimage.sources)."""
-    annotations = (info.get("layer") or {}).get("annotations") or {}
-    if info["kind"] == "containerDisk":
-        return f"size of {info.get('disk_path') or 'the disk file'} in its tar header"
-    if ANNOTATION_UNCOMPRESSED_SIZE in annotations:
-        return f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"
-    if info.get("compression") == "none":
-        return "layer size in the manifest (the layer is the uncompressed disk)"
-    if not disk_file_size and ANNOTATION_VIRTUAL_SIZE in annotations:
-        return f"layer annotation {ANNOTATION_VIRTUAL_SIZE}"
-    return None
-
 
 def learned_from(info):
     """For each reported value, a sentence saying where it came from."""
-    fmt = info.get("format")
-    sources = {
+    sizes_from = info.get("sizes_from") or {}
+    return {
         "digest": "sha256 of the manifest bytes the registry returned",
         "kind": "media types of the manifest's layers",
         "layer": "the manifest's layer descriptor",
         "compression": "magic bytes at the start of the layer blob (the media type is a label)",
         "format": "magic bytes of the disk's first 64 KiB (never the file name or media type)",
         "platforms": "the image index" if info.get("index_digest") else "not an index",
+        "virtual_size": sizes_from.get("virtual_size", "unknown without reading the whole disk"),
+        "disk_size": sizes_from.get("disk_size", "unknown without reading the whole layer"),
     }
-    if info.get("virtual_size") is None:
-        sources["virtual_size"] = "unknown without reading the whole disk"
-    elif fmt in HEADER_FORMATS:
-        sources["virtual_size"] = f"{HEADER_FORMATS[fmt]} header in the disk's first bytes"
-    else:
-        sources["virtual_size"] = _size_source(info, info.get("disk_size")) or "unknown"
-    if info.get("disk_size") is None:
-        sources["disk_size"] = "unknown without reading the whole layer"
-    else:
-        sources["disk_size"] = _size_source(info, None) or "unknown"
-    return sources
-
-
-def platform_name(platform):
-    """``os/architecture[/variant]`` of an index entry's platform object."""
-    if not platform:
-        return None
-    parts = (platform.get("os"), platform.get("architecture"), platform.get("variant"))
-    return "/".join(p for p in parts if p)
 
 
 def result_from(info, platforms, chosen_platform):

@@ -158,13 +158,6 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def _bytes(value):
-    """Bytes in an int, a digit string or a quantity."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    return sizing.parse_quantity(value)
-
-
 def _both(size):
     return f"{sizing.format_quantity(size)} ({size} bytes)"
 
@@ -175,9 +168,8 @@ def compute(params):
     if overhead is None:
         overhead = sizing.DEFAULT_FILESYSTEM_OVERHEAD
     mode = params["volume_mode"]
-    virtual = _bytes(params["virtual_size"])
-    target = params["target_size"]
-    disk = sizing.target_virtual_size(virtual, None if target in (None, "") else _bytes(target))
+    virtual = sizing.parse_quantity(params["virtual_size"])
+    disk = sizing.target_virtual_size(virtual, params["target_size"])
     pvc = sizing.pvc_size(disk, mode, overhead)
     result = dict(
         changed=False,
@@ -188,7 +180,7 @@ def compute(params):
         pvc_size_quantity=sizing.format_quantity(pvc),
     )
     if params["pvc_capacity"] not in (None, ""):
-        capacity = _bytes(params["pvc_capacity"])
+        capacity = sizing.parse_quantity(params["pvc_capacity"])
         usable = sizing.usable_disk_size(capacity, mode, overhead)
         result.update(pvc_capacity=capacity, usable_size=usable, fits=usable >= disk)
         if not result["fits"]:

@@ -213,14 +213,14 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures im
     fail_from_exception,
 )
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.image_info import (
-    platform_name,
     result_from,
 )
 
 try:
     from vmdiskimage import sources
+    from vmdiskimage.oci import Platform
     from vmdiskimage.reference import ImageReference
-    from vmdiskimage.registry import Platform, RegistryClient
+    from vmdiskimage.registry import RegistryClient, RegistryOptions
 
     HAS_VMDISKIMAGE = True
     VMDISKIMAGE_IMPORT_ERROR = None
@@ -243,23 +243,21 @@ def inspect(params):
     """Resolve and describe the image; the module result."""
     reference = ImageReference.parse(params["image"])
     platform = Platform.parse(params["platform"])
-    client = RegistryClient.for_reference(
-        reference,
+    options = RegistryOptions(
         docker_config=params["auth_file"],
         ca_file=params["ca_file"],
         plain_http=params["plain_http"],
         tls_verify=params["validate_certs"],
-        timeout=params["timeout"],
-        max_wait=params["timeout"],
+    )
+    client = RegistryClient.for_reference(
+        reference, options, timeout=params["timeout"], max_wait=params["timeout"]
     )
     with client:
         info = sources.inspect(client, reference, platform)
         platforms = []
         if info.index_digest:
             index = client.get_manifest(reference.repository, info.index_digest)
-            platforms = [
-                name for name in (platform_name(d.platform) for d in index.manifests) if name
-            ]
+            platforms = [str(Platform.from_spec(d.platform)) for d in index.manifests if d.platform]
     return result_from(info.to_dict(), platforms, str(platform))
 
 

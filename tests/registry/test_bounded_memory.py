@@ -18,7 +18,7 @@ from tests.support.hostile import (
 )
 from tests.support.images import MiB, push_crafted
 from tests.support.measure import run_populate
-from vmdiskimage import sources
+from vmdiskimage import oci
 
 pytestmark = pytest.mark.registry
 
@@ -42,7 +42,7 @@ def test_xz_with_a_huge_dictionary(plain_registry, tmp_path):
     """
     blob = xz_with_dictionary(bytes(300 * MiB), dict_size_code=38)
     assert len(blob) < MiB
-    ref = _push(plain_registry, "mem/xz:1", blob, sources.disk_media_type("raw", "xz"))
+    ref = _push(plain_registry, "mem/xz:1", blob, oci.disk_media_type("raw", "xz"))
     run = run_populate(
         [f"--source={ref}", f"--target={tmp_path / 'out.img'}", "--plain-http"], tmp_path / "run"
     )
@@ -56,7 +56,7 @@ def test_xz_9_still_imports_within_the_bound(plain_registry, disks, tmp_path):
     blob = subprocess.run(
         ["xz", "-9", "-c", str(disks["raw"])], capture_output=True, check=True
     ).stdout
-    ref = _push(plain_registry, "mem/xz9:1", blob, sources.disk_media_type("raw", "xz"))
+    ref = _push(plain_registry, "mem/xz9:1", blob, oci.disk_media_type("raw", "xz"))
     target = tmp_path / "out.img"
     run = run_populate([f"--source={ref}", f"--target={target}", "--plain-http"], tmp_path / "r")
     assert run.returncode == 0, run.stderr

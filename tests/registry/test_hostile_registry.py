@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -13,10 +14,13 @@ from tests.support.images import MiB, make_disk, push_crafted
 from tests.support.measure import run_populate
 from tests.support.registry import start_registry
 from vmdiskimage import errors, push, sources
+from vmdiskimage.oci import OCI_INDEX, OCI_MANIFEST
 from vmdiskimage.populate import main, populate
-from vmdiskimage.registry import OCI_INDEX, OCI_MANIFEST
+from vmdiskimage.registry import RegistryOptions
 
 pytestmark = pytest.mark.registry
+
+PLAIN_HTTP = RegistryOptions(plain_http=True)
 
 
 def _sha512(data: bytes) -> str:
@@ -47,13 +51,15 @@ def test_sha512_pin_is_verified(plain_registry, pushed, disks, tmp_path):
     with HostileRegistry(plain_registry.url) as liar:
         good = _sha512(wanted)
         liar.answers[f"/v2/liar/disk/manifests/{good}"] = _manifest(wanted)
-        result = populate(f"{liar.url}/liar/disk@{good}", tmp_path / "good.img", plain_http=True)
+        result = populate(
+            f"{liar.url}/liar/disk@{good}", tmp_path / "good.img", registry=PLAIN_HTTP
+        )
         assert (tmp_path / "good.img").read_bytes() == disks["raw"].read_bytes()
         assert result.digest == "sha256:" + hashlib.sha256(wanted).hexdigest()
 
         liar.answers[f"/v2/liar/disk/manifests/{good}"] = _manifest(other)
         with pytest.raises(errors.DigestMismatch, match="sha512"):
-            populate(f"{liar.url}/liar/disk@{good}", tmp_path / "bad.img", plain_http=True)
+            populate(f"{liar.url}/liar/disk@{good}", tmp_path / "bad.img", registry=PLAIN_HTTP)
 
 
 def test_index_child_listed_by_sha512_is_verified(plain_registry, pushed, disks, tmp_path):
@@ -79,12 +85,12 @@ def test_index_child_listed_by_sha512_is_verified(plain_registry, pushed, disks,
         liar.answers["/v2/liar/disk/manifests/multi"] = _manifest(index, OCI_INDEX)
         liar.answers[f"/v2/liar/disk/manifests/{child}"] = _manifest(wanted)
         ref = f"{liar.url}/liar/disk:multi"
-        populate(ref, tmp_path / "good.img", plain_http=True)
+        populate(ref, tmp_path / "good.img", registry=PLAIN_HTTP)
         assert (tmp_path / "good.img").read_bytes() == disks["raw"].read_bytes()
 
         liar.answers[f"/v2/liar/disk/manifests/{child}"] = _manifest(other)
         with pytest.raises(errors.DigestMismatch, match="sha512"):
-            populate(ref, tmp_path / "bad.img", plain_http=True)
+            populate(ref, tmp_path / "bad.img", registry=PLAIN_HTTP)
         assert not (tmp_path / "bad.img").exists()
 
 
@@ -154,8 +160,9 @@ def test_credentials_never_go_to_a_plain_http_token_realm(tmp_path, disks):
             populate(
                 ref,
                 tmp_path / "out.img",
-                docker_config=registry.dockerconfigjson_path(),
-                ca_file=registry.ca_file,
+                registry=replace(
+                    registry.options(), docker_config=registry.dockerconfigjson_path()
+                ),
             )
         assert registry.token_server.authorizations == [], "credentials went over plain HTTP"
         assert exc.value.reason == "AuthenticationFailed" and "not HTTPS" in exc.value.message

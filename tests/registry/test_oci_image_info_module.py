@@ -9,7 +9,7 @@ import pytest
 from tests.module_harness import run_module, run_playbook, task_results
 from tests.support.images import Layout, compress_file, skopeo_copy
 from vmdiskimage import push, sources
-from vmdiskimage.registry import OCI_INDEX
+from vmdiskimage.oci import OCI_INDEX
 
 pytestmark = pytest.mark.registry
 

@@ -32,7 +32,7 @@ def image(plain_registry, disks) -> str:
 
 
 def test_http_proxy_carries_manifests_and_blobs(proxy, plain_registry, image, disks, tmp_path):
-    populate(image, tmp_path / "disk.img", **plain_registry.client_options())
+    populate(image, tmp_path / "disk.img", registry=plain_registry.options())
 
     assert (tmp_path / "disk.img").read_bytes() == disks["raw"].read_bytes()
     repository = f"{plain_registry.url}/v2/proxy/disk"
@@ -43,7 +43,7 @@ def test_http_proxy_carries_manifests_and_blobs(proxy, plain_registry, image, di
 def test_no_proxy_bypasses_the_proxy(proxy, monkeypatch, plain_registry, image, disks, tmp_path):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
 
-    populate(image, tmp_path / "disk.img", **plain_registry.client_options())
+    populate(image, tmp_path / "disk.img", registry=plain_registry.options())
 
     assert (tmp_path / "disk.img").read_bytes() == disks["raw"].read_bytes()
     assert proxy.seen == []

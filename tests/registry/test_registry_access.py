@@ -7,18 +7,21 @@ import io
 import json
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
 from tests.support.images import Layout, MiB, make_disk, skopeo_copy
 from tests.support.registry import start_registry
-from vmdiskimage import errors, push, sources
+from vmdiskimage import errors, oci, push, sources
 from vmdiskimage.populate import main, populate
 from vmdiskimage.progress import Progress
 from vmdiskimage.reference import ImageReference
-from vmdiskimage.registry import RegistryClient
+from vmdiskimage.registry import RegistryClient, RegistryOptions
 
 pytestmark = pytest.mark.registry
+
+PLAIN_HTTP = RegistryOptions(plain_http=True)
 
 
 def _push(registry, disk, repo, **kw):
@@ -29,14 +32,16 @@ def _push(registry, disk, repo, **kw):
 def test_tls_registry_with_private_ca(tls_registry, disks, tmp_path):
     ref = f"{tls_registry.url}/tls/disk:1"
     _push(tls_registry, disks["raw"], "tls/disk:1")
-    result = populate(ref, tmp_path / "a.img", ca_file=tls_registry.ca_file)
+    result = populate(
+        ref, tmp_path / "a.img", registry=RegistryOptions(ca_file=tls_registry.ca_file)
+    )
     assert (tmp_path / "a.img").read_bytes() == disks["raw"].read_bytes()
     assert result.digest.startswith("sha256:")
     with pytest.raises(errors.TLSFailure, match="CA bundle"):
         populate(ref, tmp_path / "b.img")
-    populate(ref, tmp_path / "c.img", tls_verify=False)  # explicit opt-in only
+    populate(ref, tmp_path / "c.img", registry=RegistryOptions(tls_verify=False))  # opt-in only
     with pytest.raises(errors.RegistryError):
-        populate(ref, tmp_path / "d.img", plain_http=True)  # HTTP to a TLS port
+        populate(ref, tmp_path / "d.img", registry=PLAIN_HTTP)  # HTTP to a TLS port
 
 
 @pytest.mark.parametrize("registry_name", ["basic_registry", "token_registry"])
@@ -44,20 +49,19 @@ def test_auth_with_dockerconfigjson(request, registry_name, disks, tmp_path):
     registry = request.getfixturevalue(registry_name)
     _push(registry, disks["raw"], "auth/disk:1", kind=sources.CONTAINER_DISK, comp="gzip")
     ref = f"{registry.url}/auth/disk:1"
-    options = registry.client_options()
-    result = populate(
-        ref, tmp_path / "ok.img", docker_config=registry.dockerconfigjson_path(), **options
-    )
+    options = registry.options()
+    with_secret = replace(options, docker_config=registry.dockerconfigjson_path())
+    result = populate(ref, tmp_path / "ok.img", registry=with_secret)
     assert (tmp_path / "ok.img").read_bytes() == disks["raw"].read_bytes()
     assert result.kind == sources.CONTAINER_DISK
     if registry.token_server:
         assert registry.token_server.issued >= 1
     wrong = registry.dockerconfigjson_path(password="wrong", name="wrong.json")
     with pytest.raises(errors.AuthenticationFailed) as exc:
-        populate(ref, tmp_path / "wrong.img", docker_config=wrong, **options)
+        populate(ref, tmp_path / "wrong.img", registry=replace(options, docker_config=wrong))
     assert "tester" in exc.value.message or "credentials" in exc.value.message
     with pytest.raises(errors.AuthenticationFailed):
-        populate(ref, tmp_path / "anon.img", **options)  # no credentials at all
+        populate(ref, tmp_path / "anon.img", registry=options)  # no credentials at all
 
 
 def test_dockerconfigjson_as_people_write_it(basic_registry, disks, tmp_path):
@@ -74,17 +78,12 @@ def test_dockerconfigjson_as_people_write_it(basic_registry, disks, tmp_path):
         },
         "credsStore": "desktop",
     }))  # fmt: skip
-    populate(
-        f"{basic_registry.url}/team/disk:1", tmp_path / "out.img", docker_config=config,
-        **basic_registry.client_options(),
-    )  # fmt: skip
+    options = replace(basic_registry.options(), docker_config=config)
+    populate(f"{basic_registry.url}/team/disk:1", tmp_path / "out.img", registry=options)
     assert (tmp_path / "out.img").read_bytes() == disks["raw"].read_bytes()
     _push(basic_registry, disks["raw"], "other/disk:1")
     with pytest.raises(errors.AuthenticationFailed):  # the registry-wide key is wrong
-        populate(
-            f"{basic_registry.url}/other/disk:1", tmp_path / "other.img", docker_config=config,
-            **basic_registry.client_options(),
-        )  # fmt: skip
+        populate(f"{basic_registry.url}/other/disk:1", tmp_path / "other.img", registry=options)
 
 
 def test_insufficient_scope_is_not_found_or_not_authorized(token_registry, disks, tmp_path):
@@ -95,7 +94,7 @@ def test_insufficient_scope_is_not_found_or_not_authorized(token_registry, disks
         with pytest.raises(errors.ImageNotFound, match=r"not found .*or not authorized") as exc:
             populate(
                 f"{token_registry.url}/scope/missing:1", tmp_path / "anon.img",
-                **token_registry.client_options(),
+                registry=token_registry.options(),
             )  # fmt: skip
     finally:
         token_registry.token_server.anonymous = False
@@ -132,17 +131,17 @@ def test_index_platform_selection(plain_registry, disks, tmp_path):
     layout.tag(layout.image_index(entries), "multi")
     skopeo_copy(f"oci:{layout.path}:multi", plain_registry, "multi/disk:1", "--all")
     ref = f"{plain_registry.url}/multi/disk:1"
-    amd = populate(ref, tmp_path / "amd.img", plain_http=True)
-    arm = populate(ref, tmp_path / "arm.img", plain_http=True, platform="linux/arm64")
+    amd = populate(ref, tmp_path / "amd.img", registry=PLAIN_HTTP)
+    arm = populate(ref, tmp_path / "arm.img", registry=PLAIN_HTTP, platform="linux/arm64")
     assert (tmp_path / "amd.img").read_bytes() == disks["raw"].read_bytes()
     assert (tmp_path / "arm.img").read_bytes() == disks["other"].read_bytes()
     assert amd.index_digest == arm.index_digest is not None
     assert amd.digest != arm.digest
     with pytest.raises(errors.PlatformNotFound, match="linux/amd64, linux/arm64"):
-        populate(ref, tmp_path / "s390x.img", plain_http=True, platform="linux/s390x")
+        populate(ref, tmp_path / "s390x.img", registry=PLAIN_HTTP, platform="linux/s390x")
     # Pinning by the index digest resolves the same way.
     pinned = f"{plain_registry.url}/multi/disk@{amd.index_digest}"
-    assert populate(pinned, tmp_path / "pin.img", plain_http=True).digest == amd.digest
+    assert populate(pinned, tmp_path / "pin.img", registry=PLAIN_HTTP).digest == amd.digest
 
 
 def test_registry_killed_mid_blob_resumes_with_range(tmp_path):
@@ -151,7 +150,7 @@ def test_registry_killed_mid_blob_resumes_with_range(tmp_path):
     disk.write_bytes(make_disk(tmp_path / "n", 48 * MiB, ((0, 48 * MiB),), seed=5).read_bytes())
     with start_registry(tmp_path / "reg") as registry:
         pushed = _push(registry, disk, "kill/disk:1", comp="none")
-        client = RegistryClient(registry.url, plain_http=True, backoff=0.2, retries=8)
+        client = RegistryClient(registry.url, PLAIN_HTTP, backoff=0.2, retries=8)
         reader = client.open_blob("kill/disk", pushed.layer_digest, pushed.layer_size)
         buf = bytearray(MiB)
         got = reader.readinto(buf)
@@ -172,7 +171,7 @@ def test_registry_killed_during_populate(tmp_path):
     disk = make_disk(tmp_path / "d.raw", 64 * MiB, ((0, 40 * MiB),), seed=6)
     with start_registry(tmp_path / "reg") as registry:
         _push(registry, disk, "kill/pop:1", comp="none")
-        client = RegistryClient(registry.url, plain_http=True, backoff=0.2, retries=8)
+        client = RegistryClient(registry.url, PLAIN_HTTP, backoff=0.2, retries=8)
         killed = threading.Event()
 
         def kill_then_restart() -> None:
@@ -185,6 +184,9 @@ def test_registry_killed_during_populate(tmp_path):
             total = None
 
             def set_phase(self, phase: str) -> None:
+                pass
+
+            def wait(self, message: str | None) -> None:
                 pass
 
             def update(self, done: int, force: bool = False) -> None:
@@ -246,7 +248,7 @@ def test_inspect_reads_only_the_head(plain_registry, tmp_path):
     with plain_registry.client() as client:
         info = sources.inspect(client, f"{plain_registry.url}/head/disk:1")
     assert info.virtual_size == 64 * MiB and info.layer.digest == pushed.layer_digest
-    assert info.annotations[sources.ANNOTATION_FORMAT] == "raw"
+    assert info.annotations[oci.ANNOTATION_FORMAT] == "raw"
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -262,7 +264,7 @@ def test_busy_registry_is_waited_for_as_its_retry_after_says(
         lines = io.StringIO()
         started = time.monotonic()
         result = populate(
-            f"{front.url}/busy/disk:{status}", tmp_path / "out.img", plain_http=True,
+            f"{front.url}/busy/disk:{status}", tmp_path / "out.img", registry=PLAIN_HTTP,
             progress=Progress(stream=lines, interval=3600),
         )  # fmt: skip
         took = time.monotonic() - started
@@ -283,7 +285,7 @@ def test_busy_registry_past_the_wait_budget_is_unavailable(plain_registry, disks
     _push(plain_registry, disks["raw"], "busy/disk:long")
     with FaultyFront(plain_registry.url, "127.0.0.1") as front:
         front.busy, front.retry_after = 100, 3600  # asks for an hour: the cap is 60 s
-        client = RegistryClient(front.url, plain_http=True, max_wait=30)
+        client = RegistryClient(front.url, PLAIN_HTTP, max_wait=30)
         started = time.monotonic()
         with pytest.raises(
             errors.RegistryUnavailable, match=r"kept answering HTTP 429.*after 30 s"

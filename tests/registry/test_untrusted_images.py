@@ -20,7 +20,7 @@ from tests.support.images import (
     to_qcow2,
     umoci_container_disk,
 )
-from vmdiskimage import errors, sources
+from vmdiskimage import errors, oci, sources
 from vmdiskimage.populate import populate
 
 pytestmark = pytest.mark.registry
@@ -150,11 +150,11 @@ def test_bomb_tar_declares_more_than_target(plain_registry, tmp_path):
 def test_bomb_artifact_exceeds_declared_size(plain_registry, tmp_path):
     data = make_disk(tmp_path / "d.raw", 4 * MiB, ((0, MiB),)).read_bytes()
     layer = zstandard.ZstdCompressor().compress(data)
-    notes = {sources.ANNOTATION_UNCOMPRESSED_SIZE: str(MiB)}  # lies: 4 MiB inside
+    notes = {oci.ANNOTATION_UNCOMPRESSED_SIZE: str(MiB)}  # lies: 4 MiB inside
     _crafted(
         plain_registry,
         "bomb/declared:1",
-        [(layer, sources.disk_media_type("raw", "zstd"), notes)],
+        [(layer, oci.disk_media_type("raw", "zstd"), notes)],
     )
     with pytest.raises(errors.DiskTooLarge):
         _populate(plain_registry, "bomb/declared:1", tmp_path / "out.img")
@@ -167,9 +167,7 @@ def test_bomb_artifact_exceeds_target_size(plain_registry, tmp_path):
     parts = [chunk.compress(bytes(MiB)) for _ in range(512)]
     layer = b"".join(parts) + chunk.flush()
     assert len(layer) < MiB
-    _crafted(
-        plain_registry, "bomb/zeros:1", [(layer, sources.disk_media_type("raw", "zstd"), None)]
-    )
+    _crafted(plain_registry, "bomb/zeros:1", [(layer, oci.disk_media_type("raw", "zstd"), None)])
     with pytest.raises(errors.DiskTooLarge, match="16777216"):
         _populate(plain_registry, "bomb/zeros:1", tmp_path / "out.img", target_size="16Mi")
 
@@ -193,7 +191,7 @@ def test_artifact_label_must_match_bytes(plain_registry, disks, tmp_path):
     _crafted(
         plain_registry,
         "evil/label:1",
-        [(disks["qcow2"].read_bytes(), sources.disk_media_type("raw", "none"), None)],
+        [(disks["qcow2"].read_bytes(), oci.disk_media_type("raw", "none"), None)],
     )
     with pytest.raises(errors.UnsupportedFormat, match="labelled raw but its bytes are qcow2"):
         _populate(plain_registry, "evil/label:1", tmp_path / "out.img")

@@ -17,7 +17,8 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from vmdiskimage.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient
+from vmdiskimage.oci import OCI_INDEX, OCI_MANIFEST
+from vmdiskimage.registry import RegistryClient
 
 MiB = 1 << 20
 POLICY = Path("/etc/containers/policy.json")

@@ -18,11 +18,12 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from vmdiskimage.auth import Credentials
-from vmdiskimage.registry import RegistryClient
+from vmdiskimage.registry import RegistryClient, RegistryOptions
 
 from .pki import CertificateAuthority, self_signed
 from .tokenserver import TokenServer
@@ -208,15 +209,16 @@ class Registry:
         path.write_text(json.dumps(self.dockerconfigjson(username, password)))
         return path
 
-    def client(self, **kw: object) -> RegistryClient:
+    def client(self, **kw: Any) -> RegistryClient:
         """A vmdiskimage RegistryClient for this registry, with its credentials."""
         creds = Credentials(self.username, self.password) if self.username else None
-        options = {**self.client_options(), "credentials": creds, "backoff": 0.1, **kw}
-        return RegistryClient(self.url, **options)  # type: ignore[arg-type]
+        return RegistryClient(
+            self.url, self.options(), **{"credentials": creds, "backoff": 0.1, **kw}
+        )
 
-    def client_options(self) -> dict:
-        """Keyword arguments for ``RegistryClient`` / ``populate`` / ``push``."""
-        return {"plain_http": not self.tls, "ca_file": self.ca_file}
+    def options(self) -> RegistryOptions:
+        """How ``RegistryClient`` / ``populate`` / ``push`` reach this registry (no credentials)."""
+        return RegistryOptions(plain_http=not self.tls, ca_file=self.ca_file)
 
     def skopeo_dest_args(self) -> list[str]:
         args = []

@@ -40,94 +40,18 @@ def test_missing_package_is_reported_with_missing_required_lib(tmp_path):
     assert result["reason"] == "MissingLibrary"
 
 
-LAYER = {"digest": "sha256:" + "0" * 64, "size": 10, "mediaType": "m"}
-UNCOMPRESSED = "vm.example.com/disk.uncompressed-size"
-VIRTUAL = "vm.example.com/disk.virtual-size"
-
-# (DiskInfo fields, expected learned_from["virtual_size"] fragment, ["disk_size"] fragment)
-PROVENANCE = [
-    pytest.param(
-        {"kind": "containerDisk", "format": "qcow2", "virtual_size": 5, "disk_size": 3},
-        "qcow2 header",
-        "tar header",
-        id="containerDisk-qcow2",
-    ),
-    pytest.param(
-        {"kind": "containerDisk", "format": "raw", "virtual_size": 5, "disk_size": 5},
-        "tar header",
-        "tar header",
-        id="containerDisk-raw",
-    ),
-    pytest.param(
-        {"kind": "artifact", "format": "vmdk", "virtual_size": 5, "disk_size": None},
-        "vmdk header",
-        "unknown",
-        id="artifact-vmdk",
-    ),
-    pytest.param(
-        {
-            "kind": "artifact",
-            "format": "raw",
-            "virtual_size": 5,
-            "disk_size": 5,
-            "ann": {UNCOMPRESSED: "5"},
-        },
-        UNCOMPRESSED,
-        UNCOMPRESSED,
-        id="artifact-raw-annotated",
-    ),
-    pytest.param(
-        {
-            "kind": "artifact",
-            "format": "raw",
-            "virtual_size": 5,
-            "disk_size": 5,
-            "compression": "none",
-        },
-        "layer size",
-        "layer size",
-        id="artifact-raw-uncompressed",
-    ),
-    pytest.param(
-        {
-            "kind": "artifact",
-            "format": "raw",
-            "virtual_size": 5,
-            "disk_size": None,
-            "ann": {VIRTUAL: "5"},
-        },
-        VIRTUAL,
-        "unknown",
-        id="artifact-raw-virtual-annotation",
-    ),
-    pytest.param(
-        {"kind": "artifact", "format": "raw", "virtual_size": None, "disk_size": None},
-        "unknown without reading the whole disk",
-        "unknown",
-        id="artifact-raw-compressed-bare",
-    ),
-]
-
-
-@pytest.mark.parametrize(("fields", "virtual", "disk"), PROVENANCE)
-def test_learned_from(fields, virtual, disk):
-    fields = dict(fields)
-    layer = dict(LAYER, annotations=fields.pop("ann", {}))
-    info = {"compression": "zstd", "disk_path": "disk/d.img", "layer": layer, **fields}
-    sources = image_info.learned_from(info)
-    assert virtual in sources["virtual_size"]
-    assert disk in sources["disk_size"]
-    assert "magic bytes" in sources["format"]
-    assert "magic bytes" in sources["compression"]
-
-
 @pytest.mark.parametrize(
-    ("platform", "name"),
+    ("sizes_from", "virtual", "disk"),
     [
-        ({"os": "linux", "architecture": "amd64"}, "linux/amd64"),
-        ({"os": "linux", "architecture": "arm64", "variant": "v8"}, "linux/arm64/v8"),
-        (None, None),
+        ({"virtual_size": "qcow2 header", "disk_size": "tar header"}, "qcow2 header", "tar header"),
+        ({"virtual_size": "zstd frame"}, "zstd frame", "unknown without reading the whole layer"),
+        ({}, "unknown without reading the whole disk", "unknown without reading the whole layer"),
     ],
 )
-def test_platform_name(platform, name):
-    assert image_info.platform_name(platform) == name
+def test_learned_from_takes_the_sizes_from_the_package(sizes_from, virtual, disk):
+    info = {"kind": "artifact", "format": "raw", "sizes_from": sizes_from}
+    sources = image_info.learned_from(info)
+    assert sources["virtual_size"] == virtual
+    assert sources["disk_size"] == disk
+    assert "magic bytes" in sources["format"]
+    assert "magic bytes" in sources["compression"]

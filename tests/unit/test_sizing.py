@@ -70,3 +70,12 @@ def test_default_overhead_and_bad_inputs():
     with pytest.raises(InvalidArgument):
         sizing.pvc_size(Gi, "Filesystem", 1.0)
     assert sizing.align_up(1, 512) == 512 and sizing.align_up(0, 512) == 0
+
+
+@pytest.mark.parametrize(("value", "size"), [(None, None), ("", None), ("1Ki", 1024), (0, 0)])
+def test_requested_size(value, size):
+    assert sizing.requested_size(value) == size
+
+
+def test_container_file_limit():
+    assert sizing.container_file_limit(8 * sizing.GiB) == 9 * sizing.GiB + 64 * sizing.MiB

@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from vmdiskimage.errors import CorruptData
-from vmdiskimage.sources import TarReader
+from vmdiskimage.tarwalk import TarEntry, TarReader
 
 pytestmark = pytest.mark.unit
 
@@ -106,3 +106,19 @@ def test_gnu_base256_size():
     header[148:156] = f"{sum(header):06o}\0 ".encode()
     entry = TarReader(io.BytesIO(bytes(header))).next()
     assert entry is not None and entry.size == 9 << 30
+
+
+@pytest.mark.parametrize(
+    ("entry", "parts", "kind"),
+    [
+        (TarEntry("./disk//disk.img", b"0", 1), ["disk", "disk.img"], "regular file"),
+        (TarEntry("disk/../x", b"2", 0, "/etc"), ["disk", "..", "x"], "symbolic link"),
+        (TarEntry("disk/s", b"0", 1, sparse=True), ["disk", "s"], "sparse tar entry"),
+        (TarEntry("disk/d", b"S", 1, sparse=True), ["disk", "d"], "sparse tar entry"),
+        (TarEntry("disk/c", b"3", 0), ["disk", "c"], "character device"),
+        (TarEntry("disk/z", b"Z", 0), ["disk", "z"], "tar type b'Z'"),
+    ],
+)
+def test_entry_parts_and_kind(entry, parts, kind):
+    assert entry.parts == parts
+    assert entry.kind == kind

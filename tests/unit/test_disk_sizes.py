@@ -1,0 +1,75 @@
+"""Where a disk's sizes are read: the containerDisk tar header, a disk header, annotations."""
+
+from __future__ import annotations
+
+import pytest
+import zstandard
+
+from vmdiskimage import formats, sources
+from vmdiskimage.oci import ANNOTATION_UNCOMPRESSED_SIZE, ANNOTATION_VIRTUAL_SIZE, Descriptor
+
+pytestmark = pytest.mark.unit
+
+RAW = formats.FormatInfo(formats.RAW)
+QCOW2 = formats.FormatInfo(formats.QCOW2, 50)
+VHD = formats.FormatInfo(formats.VHD, 60)
+VHDX = formats.FormatInfo(formats.VHDX)
+ZSTD_HEAD = zstandard.ZstdCompressor(write_content_size=True).compress(b"\0" * 70)[:32]
+
+
+def _layer(annotations=None) -> Descriptor:
+    return Descriptor("m", "sha256:" + "0" * 64, 10, annotations=annotations or {})
+
+
+@pytest.mark.parametrize(
+    ("detected", "virtual", "where"),
+    [
+        (RAW, 5, "size of disk/d.img in its tar header"),
+        (QCOW2, 50, "qcow2 header in the disk's first bytes"),
+        (VHD, 60, "VHD footer in the disk's first bytes"),
+        (VHDX, None, None),
+    ],
+)
+def test_container_disk_sizes(detected, virtual, where):
+    size, file_size = sources.container_disk_sizes(5, "disk/d.img", detected)
+    assert size == (virtual, where)
+    assert file_size == (5, "size of disk/d.img in its tar header")
+
+
+@pytest.mark.parametrize(
+    ("annotations", "comp", "detected", "head", "file_size", "virtual"),
+    [
+        pytest.param(
+            {ANNOTATION_UNCOMPRESSED_SIZE: "5"}, "zstd", RAW, b"",
+            (5, f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"),
+            (5, f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"),
+            id="raw-annotated",
+        ),
+        pytest.param(
+            {}, "none", RAW, b"",
+            (10, "layer size in the manifest (the layer is the uncompressed disk)"),
+            (10, "layer size in the manifest (the layer is the uncompressed disk)"),
+            id="raw-uncompressed",
+        ),
+        pytest.param(
+            {ANNOTATION_VIRTUAL_SIZE: "7"}, "gzip", RAW, b"",
+            (None, None), (7, f"layer annotation {ANNOTATION_VIRTUAL_SIZE}"),
+            id="raw-virtual-annotation",
+        ),
+        pytest.param(
+            {}, "zstd", RAW, ZSTD_HEAD,
+            (None, None), (70, "content size in the first zstd frame header of the layer"),
+            id="raw-zstd-frame",
+        ),
+        pytest.param({}, "gzip", RAW, b"", (None, None), (None, None), id="raw-gzip-bare"),
+        pytest.param(
+            {ANNOTATION_VIRTUAL_SIZE: "7"}, "zstd", QCOW2, b"",
+            (None, None), (50, "qcow2 header in the disk's first bytes"),
+            id="qcow2-header-wins",
+        ),
+    ],
+)  # fmt: skip
+def test_artifact_sizes(annotations, comp, detected, head, file_size, virtual):
+    layer = _layer(annotations)
+    assert sources.artifact_file_size(layer, comp) == file_size
+    assert sources.artifact_virtual_size(layer, comp, detected, file_size, head) == virtual
