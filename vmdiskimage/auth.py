@@ -85,14 +85,12 @@ class _Entry:
         except CredentialsError as exc:
             return cls(host, path, None, str(exc))
 
-    def matches(self, registry: str, repository: str) -> bool:
-        """Whether this key covers the image, as the kubelet matches keys to images."""
+    def matches(self, parts: list[str], port: str, repository: str) -> bool:
+        """Whether this key covers the image (host name ``parts``, ``port``, ``repository``),
+        as the kubelet matches keys to images."""
         glob_host, glob_port = _split_port(self.host)
-        host, port = _split_port(_split_key(registry)[0])
-        if glob_port != port:
-            return False
-        glob_parts, parts = glob_host.split("."), host.split(".")
-        if len(glob_parts) != len(parts):
+        glob_parts = glob_host.split(".")
+        if glob_port != port or len(glob_parts) != len(parts):
             return False  # "*.example.io" covers a.example.io, not example.io or a.b.example.io
         if not all(
             fnmatch.fnmatchcase(part, glob) for glob, part in zip(glob_parts, parts, strict=True)
@@ -117,8 +115,10 @@ class DockerConfig:
         self.entries = sorted(entries, key=lambda e: f"{e.host}/{e.path}", reverse=True)
 
     def credentials_for(self, registry: str, repository: str = "") -> Credentials | None:
+        host, port = _split_port(_split_key(registry)[0])
+        parts = host.split(".")
         for entry in self.entries:
-            if entry.matches(registry, repository):
+            if entry.matches(parts, port, repository):
                 if entry.problem:
                     raise CredentialsError(entry.problem)
                 return entry.credentials

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
@@ -136,6 +136,7 @@ class RegistryClient:
         options: RegistryOptions = DEFAULT_OPTIONS,
         *,
         credentials: Credentials | None = None,
+        repository: str = "",
         retries: int = 5,
         backoff: float = 0.5,
         timeout: float = 60.0,
@@ -143,11 +144,13 @@ class RegistryClient:
         on_wait: Callable[[str | None], None] | None = None,
     ) -> None:
         """A client for ``registry``; ``credentials`` default to the entry of
-        ``options.docker_config`` for it (anonymous without one)."""
+        ``options.docker_config`` that covers ``repository`` (a key may name a repository
+        path; "" matches registry-wide keys only), anonymous without one."""
         self.registry = registry
         self.api_host = ImageReference(registry, "x").api_host
         if credentials is None and options.docker_config:
-            credentials = credentials_for(registry, load_docker_config(options.docker_config))
+            config = load_docker_config(options.docker_config)
+            credentials = credentials_for(registry, config, repository)
         self.credentials = credentials
         self.plain_http = options.plain_http
         self.retries = retries
@@ -173,18 +176,9 @@ class RegistryClient:
     def for_reference(
         cls, reference: ImageReference, options: RegistryOptions = DEFAULT_OPTIONS, **kwargs: Any
     ) -> RegistryClient:
-        """A client for ``reference``'s registry (``kwargs`` as for the constructor).
-
-        The credentials are the pull secret's entry for this image: a key may name a
-        repository path, so the registry alone does not decide it.
-        """
-        if "credentials" not in kwargs and options.docker_config:
-            config = load_docker_config(options.docker_config)
-            kwargs["credentials"] = credentials_for(
-                reference.registry, config, reference.repository
-            )
-            options = replace(options, docker_config=None)  # looked up here
-        return cls(reference.registry, options, **kwargs)
+        """A client for ``reference``'s registry, with the credentials for its repository
+        (``kwargs`` as for the constructor)."""
+        return cls(reference.registry, options, repository=reference.repository, **kwargs)
 
     @property
     def base_url(self) -> str:
