@@ -260,7 +260,17 @@ RAW, PLAIN, COMPRESSED = (label for label, *_ in REALISTIC)
 #: "raw paths no slower than today".
 TODAY_RAW = (2.6, 3.5)
 #: What each realistic run records.
-ROW_FIELDS = ("populate", "rss", "scratch", "decoder", "fetch", "inflate", "floor", "two_pass")
+ROW_FIELDS = (
+    "populate",
+    "cpu",
+    "rss",
+    "scratch",
+    "decoder",
+    "fetch",
+    "inflate",
+    "floor",
+    "two_pass",
+)
 
 
 def _stage_files(staging: Path, budget: int) -> int:
@@ -463,7 +473,7 @@ def realistic_section(
         repo, meta = f"bench/realistic-{Path(name).stem}", fixtures[label]
         row: dict[str, list] = {field: [] for field in ROW_FIELDS}
         for run in range(repeat):
-            seconds, rss, _cpu = populate_run(url, repo, target)
+            seconds, rss, cpu = populate_run(url, repo, target)
             result = json.loads(Path(f"{target}.result").read_text())
             assert result["result"] == "Succeeded", result
             if run == 0:
@@ -471,6 +481,7 @@ def realistic_section(
                 assert same.returncode == 0, f"populate's {label} disk differs from the source"
             target.unlink()
             row["populate"].append(seconds)
+            row["cpu"].append(cpu)
             row["rss"].append(rss)
             row["scratch"].append(result.get("scratchBytes", 0))
             decoder = result.get("decoder", "stream")
@@ -495,9 +506,9 @@ def realistic_section(
     print()
     print(
         "| source disk | layer | populate | two-pass | populate's advantage | floor "
-        "| populate / floor | peak RSS | scratch bytes | path |"
+        "| populate / floor | populate CPU | peak RSS | scratch bytes | path |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, row in rows.items():
         advantage = [t / p for t, p in zip(row["two_pass"], row["populate"], strict=True)]
         over_floor = [p / f for p, f in zip(row["populate"], row["floor"], strict=True)]
@@ -508,14 +519,17 @@ def realistic_section(
         print(
             f"| {label} | {fmt_bytes(fixtures[label]['size'])} | {span(row['populate'])} "
             f"| {span(row['two_pass'])} | {span(advantage, 'x', 1)} | {floor} "
-            f"| {span(over_floor, 'x')} | {span([r / MiB for r in row['rss']], ' MiB', 1)} "
+            f"| {span(over_floor, 'x')} | {span(row['cpu'])} "
+            f"| {span([r / MiB for r in row['rss']], ' MiB', 1)} "
             f"| {span(row['scratch'], '', 0)} | {', '.join(paths)} |"
         )
     print()
     print("floor: blob GET + sha256 + gunzip to nowhere (in this process, the hash in its own")
     print(f"thread); compressed qcow2 adds inflating all its clusters on {workers} processes")
-    print("(from the page cache). populate: a new process, peak RSS from /usr/bin/time;")
-    print("scratch bytes and path (decoder) from its termination message.")
+    print("(from the page cache). populate: a new process; its CPU-seconds (user + system) and")
+    print("peak RSS from /usr/bin/time; scratch bytes and path (decoder) from its termination")
+    cores = os.cpu_count()
+    print(f"message. On {cores} cores a run takes at least its CPU-seconds / {cores}.")
     print()
     ok = True
     print(f"targets (issue 10), on the best of {repeat} runs of each figure:")
