@@ -100,7 +100,7 @@ bench-operator: venv collection-link build/ansible-operator ## Benchmark the ope
 	$(PY) bench/operator.py
 
 .PHONY: bench-datapath
-bench-datapath: venv ## Benchmark the data path against a two-pass import and the floor; prints figures.
+bench-datapath: venv ## Benchmark the data path (synthetic, and a real-files disk as raw/qcow2/compressed qcow2) against a two-pass import and the floor; prints figures.
 	$(PY) bench/datapath.py
 
 ##@ Deployment (kustomize) and the OLM bundle
