@@ -66,7 +66,8 @@ def _image(
     """A qcow2 file holding ``data`` (guest offset -> one cluster), and its raw disk.
 
     ``layout`` orders what follows the header and the L1 table in the file: "l2" for the
-    L2 tables, "data" for the clusters, "gap" for a 2 MiB run of unused bytes.
+    L2 tables, "data" for the clusters ("data-reversed": the last guest cluster first), "gap"
+    for a 2 MiB run of unused bytes.
     """
     l1_size = -(-size // L2_SPAN)
     out = bytearray(CS)  # header cluster, filled in at the end
@@ -86,8 +87,8 @@ def _image(
                     out += bytes(-len(out) % CS)
                     tables[index] = len(out)
                     out += bytes(CS)
-        elif part == "data":
-            for guest, chunk in sorted(data.items()):
+        elif part in ("data", "data-reversed"):
+            for guest, chunk in sorted(data.items(), reverse=part == "data-reversed"):
                 raw[guest : guest + CS] = chunk
                 if compressed == "zlib":
                     comp = zlib.compressobj(6, zlib.DEFLATED, -12)
@@ -160,9 +161,39 @@ def test_data_further_behind_its_table_than_the_window_needs_scratch(tmp_path):
 
 def test_too_many_waiting_stretches_need_scratch(tmp_path, monkeypatch):
     monkeypatch.setattr(qcow2, "MAX_PENDING", 2)
+    monkeypatch.setattr(qcow2, "RUN_OUTPUT_BYTES", 1)  # each compressed cluster waits alone
     image, _ = _image(DATA, layout=["l2", "data"], compressed="zlib")
     with pytest.raises(qcow2.NeedsScratch, match="more than 2 stretches"):
         _decode(image, tmp_path)
+
+
+#: Compressed clusters back to back in the file: guest-contiguous stretches, a zero
+#: cluster inside one, and guest gaps between them.
+PACKED = {
+    **{i * CS: bytes([i]) * (CS // 2) + bytes(range(256)) * (CS // 512) for i in range(1, 24)},
+    24 * CS: bytes(CS),
+    **{i * CS: bytes([i % 7]) * CS for i in range(25, 40)},
+    **{3 * MiB + i * CS: bytes([i]) * 100 + bytes(CS - 100) for i in range(0, 9)},
+}
+
+
+@pytest.mark.parametrize("compressed", ["zlib", "zstd"])
+@pytest.mark.parametrize(
+    "run_bytes, run_output",
+    [(512 * KiB, MiB), (600, MiB), (512 * KiB, 3 * CS), (1, 1)],
+    ids=["one-run", "split-by-compressed-bytes", "split-by-clusters", "one-cluster-each"],
+)
+def test_runs_of_compressed_clusters_write_the_raw_disk(
+    tmp_path, monkeypatch, compressed, run_bytes, run_output
+):
+    """However the back-to-back compressed clusters are cut into runs, the disk is the same."""
+    monkeypatch.setattr(qcow2, "RUN_COMPRESSED_BYTES", run_bytes)
+    monkeypatch.setattr(qcow2, "RUN_OUTPUT_BYTES", run_output)
+    for layout in (["l2", "data"], ["l2", "data-reversed"]):
+        image, raw = _image(PACKED, layout=layout, compressed=compressed)
+        assert _decode(image, tmp_path) == raw, layout
+    allocated = (tmp_path / "out.img").stat().st_blocks * 512
+    assert allocated < len(PACKED) * CS + 64 * KiB  # the zero cluster and the gaps stay holes
 
 
 def test_the_whole_file_is_read(tmp_path):
