@@ -74,10 +74,10 @@ CHUNK_SIZE = 4 << 20
 CHUNK_BUFFERS = 3
 #: Compressed clusters that sit back to back in the file go to the inflating threads
 #: together, as one run of at most this many compressed bytes ...
-RUN_COMPRESSED_BYTES = 512 << 10
+RUN_COMPRESSED_BYTES = 256 << 10
 #: ... that inflates to at most this many bytes (one cluster when clusters are larger).
 #: The inflated run goes out in as few writes as its guest offsets allow.
-RUN_OUTPUT_BYTES = 1 << 20
+RUN_OUTPUT_BYTES = 512 << 10
 #: Runs in flight (read, being inflated or written) beyond one per thread.
 SPARE_RUNS = 2
 #: Threads beyond one per core, so cores keep inflating while threads wait for their
