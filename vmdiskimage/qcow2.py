@@ -309,9 +309,14 @@ class _Reader:
                 parts.append(piece[max(0, start - piece_start) : end - piece_start])
         return b"".join(reversed(parts))
 
-    def read(self, offset: int, length: int, what: str) -> bytes:
-        """``length`` bytes at ``offset`` (fewer at the end of the file)."""
+    def read(self, offset: int, length: int, what: str) -> bytes | bytearray:
+        """``length`` bytes at ``offset`` (fewer at the end of the file); do not modify them."""
         self._advance(offset, what)
+        if offset == self.pos:
+            # All of it lies ahead (the common case): the piece read is the answer, no copy.
+            data = self._kept[-1][1] if self._take(length) else bytearray()
+            self._trim()
+            return data
         if offset + length > self.pos:
             self._take(offset + length - self.pos)
         data = self._slice(offset, min(offset + length, self.pos))
