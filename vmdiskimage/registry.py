@@ -5,7 +5,9 @@
 One :class:`RegistryClient` talks to one registry host. It handles anonymous, basic
 and bearer-token auth (the WWW-Authenticate realm/service/scope exchange), custom CA
 bundles, and retries with exponential backoff (or, for 429 and 503, as long as the
-registry's ``Retry-After`` says, within a cap). The documents it fetches are modelled
+registry's ``Retry-After`` says, within a cap). A CA bundle is trusted on top of the
+default roots, never instead of them: blob GETs are often redirected to public object
+storage. The documents it fetches are modelled
 in :mod:`vmdiskimage.oci`; blobs are read through :class:`~vmdiskimage.blobs.BlobReader`,
 resumed and verified.
 """
@@ -26,6 +28,7 @@ from urllib.parse import urljoin
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .auth import Challenge, Credentials, credentials_for, load_docker_config, parse_challenge
@@ -35,6 +38,7 @@ from .errors import (
     AuthenticationFailed,
     DigestMismatch,
     ImageNotFound,
+    InvalidArgument,
     PlatformNotFound,
     RegistryError,
     RegistryUnavailable,
@@ -116,7 +120,7 @@ class RegistryOptions:
 
     #: A dockerconfigjson file (``.dockerconfigjson`` of a pull secret, an authfile).
     docker_config: str | Path | None = None
-    #: CA certificates (PEM) to verify the registry's certificate with.
+    #: CA certificates (PEM) trusted in addition to the default roots.
     ca_file: str | Path | None = None
     #: Talk HTTP, not HTTPS (test registries).
     plain_http: bool = False
@@ -125,6 +129,32 @@ class RegistryOptions:
 
 
 DEFAULT_OPTIONS = RegistryOptions()
+
+
+class _AddedTrust(HTTPAdapter):
+    """HTTPS that trusts the CA certificates of ``ca_file`` as well as the default roots.
+
+    The context holds the CA; requests loads its default roots (certifi's bundle, or
+    ``REQUESTS_CA_BUNDLE``) into the same context for each connection it verifies, so
+    both the registry with a private CA and the public object storage its blob GETs
+    redirect to verify.
+    """
+
+    def __init__(self, ca_file: str | Path) -> None:
+        self.context = urllib3.util.create_urllib3_context()
+        try:
+            self.context.load_verify_locations(cafile=str(ca_file))
+        except OSError as exc:  # ssl.SSLError too: no PEM certificate in the file
+            raise InvalidArgument(
+                f"CA bundle {ca_file} cannot be used: {exc}; give a file of PEM certificates"
+            ) from exc
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, ssl_context=self.context, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        return super().proxy_manager_for(proxy, ssl_context=self.context, **kwargs)
 
 
 class RegistryClient:
@@ -163,12 +193,11 @@ class RegistryClient:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # Passed on every request: a session-level setting loses to REQUESTS_CA_BUNDLE.
-        self.verify: bool | str = True
+        self.verify = options.tls_verify
         if not options.tls_verify:
-            self.verify = False
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         elif options.ca_file:
-            self.verify = str(options.ca_file)
+            self.session.mount("https://", _AddedTrust(options.ca_file))
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
         self._basic = False
 
