@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import urllib3
 
-from .errors import DigestMismatch, RegistryError, RegistryUnavailable
+from .errors import DigestMismatch, RegistryError, RegistryUnavailable, redact
 from .oci import DIGEST_ALGORITHMS
 from .streams import CHUNK_SIZE, HashThread, ReadAhead
 
@@ -122,7 +122,9 @@ class BlobReader(io.RawIOBase):
                 f"blob {self.digest} transfer broke {self.resumes + 1} times; last: {why}"
             )
         self.resumes += 1
-        log.warning("blob %s broke at byte %d (%s); resuming", self.digest, self.offset, why)
+        log.warning(
+            "blob %s broke at byte %d (%s); resuming", self.digest, self.offset, redact(str(why))
+        )
         self.client.sleep_backoff(min(self.resumes - 1, 4))
 
     def readinto(self, buffer: Any) -> int:

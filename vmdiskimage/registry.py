@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -44,6 +44,7 @@ from .errors import (
     RegistryUnavailable,
     TLSFailure,
     UnsupportedManifest,
+    redact,
 )
 from .oci import (
     DEFAULT_PLATFORM,
@@ -316,7 +317,7 @@ class RegistryClient:
         if url.startswith("/"):
             url = self.base_url + url
         ok = tuple(ok)
-        what = what or url
+        what = what or redact(url)
         refreshed = False
         attempt = 0
         while True:
@@ -336,24 +337,29 @@ class RegistryClient:
                     verify=self.verify,
                 )
             except requests.exceptions.SSLError as exc:
-                raise TLSFailure(
-                    f"TLS verification of {self.registry} failed ({exc}); give the registry's CA "
-                    "bundle, or opt in to skipping verification"
-                ) from exc
+                who, redirected = self._who(exc.request.url if exc.request else url)
+                advice = (
+                    "the default roots must trust its certificate (a CA bundle adds to them)"
+                    if redirected
+                    else "give the registry's CA bundle, or opt in to skipping verification"
+                )
+                raise TLSFailure(f"TLS verification of {who} failed ({exc}); {advice}") from exc
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                who, _ = self._who(exc.request.url if exc.request else url)
                 if attempt >= self.retries:
                     raise RegistryUnavailable(
-                        f"registry {self.registry} unreachable for {what} after "
-                        f"{attempt + 1} attempts: {exc}"
+                        f"{who} unreachable for {what} after {attempt + 1} attempts: {exc}"
                     ) from exc
-                log.warning("%s %s failed (%s); retrying", method, url, exc)
+                log.warning("%s %s failed (%s); retrying", method, redact(url), redact(str(exc)))
                 self.sleep_backoff(attempt)
                 attempt += 1
                 continue
             if resp.status_code in ok:
                 return resp
+            who, redirected = self._who(resp.url)
             # A streamed body is read no further than a message needs (it may be a bomb).
-            error_text = _error_text(resp) if stream else resp.text[:300]
+            # Object storage quotes the signed request in its error bodies: not shown.
+            error_text = "" if redirected else (_error_text(resp) if stream else resp.text[:300])
             resp.close()
             if resp.status_code == 401:
                 challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
@@ -363,7 +369,8 @@ class RegistryClient:
                 refreshed = True
                 continue
             if resp.status_code == 403:
-                raise AccessDenied(f"registry {self.registry} denied access to {what} (HTTP 403)")
+                expired = "; the signed URL it was given may have expired" if redirected else ""
+                raise AccessDenied(f"{who} denied access to {what} (HTTP 403){expired}")
             if resp.status_code == 404:
                 raise ImageNotFound(f"{what} not found in registry {self.registry}")
             told = retry_after(resp.headers.get("Retry-After"))
@@ -371,14 +378,22 @@ class RegistryClient:
                 self._wait_as_told(resp.status_code, told, what)
                 continue
             if resp.status_code in _RETRY_STATUS and attempt < self.retries:
-                log.warning("%s %s answered %s; retrying", method, url, resp.status_code)
+                log.warning("%s %s answered %s; retrying", method, redact(url), resp.status_code)
                 self.sleep_backoff(attempt)
                 attempt += 1
                 continue
             raise RegistryError(
-                f"registry {self.registry} answered HTTP {resp.status_code} for {what}: "
-                f"{error_text}"
+                f"{who} answered HTTP {resp.status_code} for {what}"
+                + (f": {error_text}" if error_text else "")
             )
+
+    def _who(self, url: str | None) -> tuple[str, bool]:
+        """Who a request to ``url`` went to, for a message, and whether it is elsewhere
+        than the registry (object storage the registry redirected a blob GET to)."""
+        host = urlsplit(url or "").netloc
+        if not host or host == self.api_host:
+            return f"registry {self.registry}", False
+        return f"{host}, where registry {self.registry} redirected the request,", True
 
     def _refused(self, challenge: Challenge, what: str) -> None:
         """Raise what a 401 after authorizing means (RFC 6750 error codes)."""

@@ -9,16 +9,21 @@ storage is verified with.
 
 from __future__ import annotations
 
+import json
+import logging
+import socket
 from pathlib import Path
 
 import pytest
 
 from tests.support.hostile import HostileRegistry
-from tests.support.objectstore import ObjectStore
+from tests.support.measure import run_populate
+from tests.support.objectstore import CREDENTIAL, SIGNATURE, ObjectStore
 from tests.support.pki import CertificateAuthority
 from vmdiskimage import errors, push, sources
 from vmdiskimage.populate import populate
-from vmdiskimage.registry import RegistryOptions
+from vmdiskimage.progress import termination_message
+from vmdiskimage.registry import RegistryClient, RegistryOptions
 
 pytestmark = pytest.mark.registry
 
@@ -82,3 +87,68 @@ def test_ca_bundle_adds_to_the_system_roots(redirecting, private_ca, system_root
     assert [path for _, path, _ in store.seen] == [f"/bucket/{digest}"]
     with pytest.raises(errors.TLSFailure, match="CA bundle"):  # the registry needs the CA
         populate(ref, tmp_path / "no-ca.img")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# (how the storage fails, the reason, what the message says about it)
+FAILURES = [
+    ("untrusted", "TLSVerificationFailed", "TLS verification of 127.0.0.1:"),
+    ("unreachable", "RegistryUnavailable", "unreachable"),
+    ("expired", "AccessDenied", "HTTP 403"),
+    ("refused", "RegistryError", "HTTP 400"),
+]
+
+
+@pytest.mark.parametrize(("failure", "reason", "said"), FAILURES, ids=[f[0] for f in FAILURES])
+def test_signed_urls_never_appear_in_messages(
+    redirecting, private_ca, system_roots, caplog, failure, reason, said, tmp_path
+):
+    """The storage fails in each way a message may quote the URL or the signed request.
+
+    Before the fix the TLS and connection errors quoted the URL with its query string,
+    and an error answer's body (S3 quotes the signed request) went into the message.
+    """
+    front, store, digest = redirecting
+    if failure != "untrusted":
+        system_roots(store.ca.cert)
+    if failure == "unreachable":
+        url = store.signed_url(digest).replace(str(store.server_address[1]), str(_closed_port()))
+        front.answers[f"/v2/{REPOSITORY}/blobs/{digest}"] = (307, {"Location": url}, b"")
+    elif failure == "expired":
+        store.failure = (403, "AccessDenied")
+    elif failure == "refused":
+        store.failure = (400, "SignatureDoesNotMatch")
+    caplog.set_level(logging.INFO)
+    options = RegistryOptions(ca_file=private_ca.cert)
+    client = RegistryClient(front.url, options, backoff=0.01, retries=1)
+
+    with pytest.raises(errors.VMDiskImageError) as exc:
+        populate(f"{front.url}/{REPOSITORY}:1", tmp_path / "out.img", client=client)
+    client.close()
+
+    assert exc.value.reason == reason
+    assert said in exc.value.message and "redirected" in exc.value.message
+    shown = [exc.value.message, termination_message(exc.value.to_dict()), caplog.text]
+    for text in shown:
+        assert SIGNATURE not in text and CREDENTIAL not in text
+    assert "X-Amz-" not in exc.value.message
+
+
+def test_signed_urls_never_reach_the_pod_log(redirecting, private_ca, tmp_path):
+    """The command as the pod runs it: stderr, stdout and the termination message."""
+    front, _, _ = redirecting  # the storage is not trusted: its URL lands in a TLS error
+    run = run_populate(
+        [f"--source={front.url}/{REPOSITORY}:1", f"--target={tmp_path / 'out.img'}",
+         f"--ca-file={private_ca.cert}"],
+        tmp_path / "run",
+    )  # fmt: skip
+
+    assert run.returncode == 1 and run.message["reason"] == "TLSVerificationFailed"
+    for text in (run.stderr, run.stdout, json.dumps(run.message)):
+        assert SIGNATURE not in text and CREDENTIAL not in text
+    assert "?<redacted>" in run.message["message"]
