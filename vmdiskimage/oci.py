@@ -33,6 +33,11 @@ DOCKER_SCHEMA1 = (
 )
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+#: Content-Types that name no manifest type: a manifest without ``mediaType`` served as
+#: one of these is told by its fields.
+GENERIC_CONTENT_TYPES = frozenset(
+    ("", "application/json", "text/plain", "application/octet-stream", "binary/octet-stream")
+)
 
 #: The tar layer of each compression ``vmdiskimage push`` writes a containerDisk with.
 OCI_TAR_LAYERS = {
@@ -192,10 +197,12 @@ class Manifest:
             raise UnsupportedManifest(f"manifest {digest} is not JSON") from exc
         if not isinstance(data, dict):
             raise UnsupportedManifest(f"manifest {digest} is not a JSON object")
-        media_type = data.get("mediaType") or (content_type or "").split(";")[0].strip()
-        if not media_type:
-            # OCI allows omitting mediaType; tell index and manifest apart by shape.
-            media_type = OCI_INDEX if "manifests" in data else OCI_MANIFEST
+        served_as = (content_type or "").split(";")[0].strip().lower()
+        media_type = data.get("mediaType") or (
+            _type_by_fields(data, digest, served_as)
+            if served_as in GENERIC_CONTENT_TYPES
+            else served_as
+        )
         if media_type in DOCKER_SCHEMA1 or data.get("schemaVersion") == 1:
             raise UnsupportedManifest(
                 f"manifest {digest} is Docker schema 1, which is deprecated and unsupported; "
@@ -233,6 +240,22 @@ class Manifest:
             return str(self.data["artifactType"])
         cfg = self.config
         return cfg.media_type if cfg else None
+
+
+def _type_by_fields(data: dict[str, Any], digest: str, served_as: str) -> str:
+    """The type of a manifest that names none, from its fields (OCI allows omitting
+    ``mediaType``): ``manifests`` an index, ``layers``/``config`` an image manifest."""
+    if data.get("schemaVersion") == 1 or "fsLayers" in data:
+        return DOCKER_SCHEMA1[0]
+    index = "manifests" in data
+    image = "layers" in data or "config" in data
+    if index != image:
+        return OCI_INDEX if index else OCI_MANIFEST
+    has = "both manifests and layers or config" if index else "neither manifests nor layers"
+    raise UnsupportedManifest(
+        f"manifest {digest} names no mediaType, was served as {served_as or 'no type'}, and "
+        f"has {has}: it is neither an image index nor an image manifest"
+    )
 
 
 @dataclass(frozen=True)

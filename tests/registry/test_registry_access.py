@@ -295,3 +295,46 @@ def test_busy_registry_past_the_wait_budget_is_unavailable(plain_registry, disks
     # The hour was cut to 60 s, past the 30 s budget: no sleep at all.
     assert time.monotonic() - started < 10
     assert not (tmp_path / "out.img").exists() or (tmp_path / "out.img").stat().st_size == 0
+
+
+def _without_media_type(raw: bytes) -> bytes:
+    doc = json.loads(raw)
+    doc.pop("mediaType", None)
+    return json.dumps(doc).encode()
+
+
+def test_manifests_without_media_type_served_as_json(plain_registry, disks, tmp_path):
+    """An index and manifests that name no mediaType, served as ``application/json`` (a
+    static file server, an old proxy): told apart by their fields.
+
+    Before the fix: UnsupportedManifest, "unsupported media type application/json".
+    """
+    from tests.support.hostile import HostileRegistry
+
+    served = {}
+    entries = []
+    with plain_registry.client() as client:
+        for name, arch in (("raw", "amd64"), ("other", "arm64")):
+            pushed = _push(plain_registry, disks[name], f"json/disk:{name}")
+            raw = _without_media_type(client.get_manifest("json/disk", pushed.digest).raw)
+            digest = oci.content_digest(raw, "sha256")
+            served[f"/v2/json/disk/manifests/{digest}"] = raw
+            entries.append({"digest": digest, "size": len(raw),
+                            "platform": {"os": "linux", "architecture": arch}})  # fmt: skip
+    served["/v2/json/disk/manifests/multi"] = json.dumps(
+        {"schemaVersion": 2, "manifests": entries}
+    ).encode()
+    with HostileRegistry(plain_registry.url) as front:
+        for path, raw in served.items():
+            front.answers[path] = (200, {"Content-Type": "application/json"}, raw)
+        ref = f"{front.url}/json/disk:multi"
+        result = populate(ref, tmp_path / "arm.img", registry=PLAIN_HTTP, platform="linux/arm64")
+        assert (tmp_path / "arm.img").read_bytes() == disks["other"].read_bytes()
+        assert result.digest == entries[1]["digest"]
+
+        schema1 = {"schemaVersion": 1, "name": "json/disk", "tag": "old", "fsLayers": []}
+        front.answers["/v2/json/disk/manifests/old"] = (
+            200, {"Content-Type": "application/json"}, json.dumps(schema1).encode(),
+        )  # fmt: skip
+        with pytest.raises(errors.UnsupportedManifest, match="Docker schema 1"):
+            populate(f"{front.url}/json/disk:old", tmp_path / "old.img", registry=PLAIN_HTTP)
