@@ -58,6 +58,7 @@ from .oci import (
     Platform,
     ResolvedImage,
     content_digest,
+    select_manifest,
 )
 from .reference import ImageReference, validate_digest
 
@@ -479,7 +480,14 @@ class RegistryClient:
         if not top.is_index:
             return ResolvedImage(reference.with_digest(top.digest), top)
         entries = top.manifests
-        chosen = next((d for d in entries if platform.matches(d.platform)), None)
+        chosen = select_manifest(entries, platform)
+        if chosen is not None and not chosen.platform:
+            log.info(
+                "index %s has no entry for platform %s; using %s, which names no platform",
+                top.digest,
+                platform,
+                chosen.digest,
+            )
         if chosen is None:
             have = ", ".join(str(Platform.from_spec(d.platform)) for d in entries if d.platform)
             raise PlatformNotFound(

@@ -338,3 +338,30 @@ def test_manifests_without_media_type_served_as_json(plain_registry, disks, tmp_
         )  # fmt: skip
         with pytest.raises(errors.UnsupportedManifest, match="Docker schema 1"):
             populate(f"{front.url}/json/disk:old", tmp_path / "old.img", registry=PLAIN_HTTP)
+
+
+def test_index_platforms_normalised_and_the_last_resort(plain_registry, disks, tmp_path):
+    """``linux/arm64/v8`` is an entry's ``linux/arm64``, names match in any case, and an
+    entry without a platform is taken only when none matches.
+
+    Before the fix all three failed with PlatformNotFound.
+    """
+    layout = Layout(tmp_path / "layout")
+    entries = []
+    for disk, platform in ((disks["other"], None), (disks["raw"], ("linux", "arm64"))):
+        layer = layout.blob_file(disk, "application/vnd.kubevirt.disk.raw")
+        manifest = layout.manifest([layer])
+        if platform:
+            manifest["platform"] = {"os": platform[0], "architecture": platform[1]}
+        entries.append(manifest)
+    layout.tag(layout.image_index(entries), "multi")
+    skopeo_copy(f"oci:{layout.path}:multi", plain_registry, "norm/disk:1", "--all")
+    ref = f"{plain_registry.url}/norm/disk:1"
+
+    for wanted in ("linux/arm64/v8", "Linux/ARM64", "linux/aarch64"):
+        populate(ref, tmp_path / "arm.img", registry=PLAIN_HTTP, platform=wanted)
+        assert (tmp_path / "arm.img").read_bytes() == disks["raw"].read_bytes(), wanted
+    # No amd64 entry: the entry without a platform, though listed first, only now.
+    result = populate(ref, tmp_path / "any.img", registry=PLAIN_HTTP)
+    assert (tmp_path / "any.img").read_bytes() == disks["other"].read_bytes()
+    assert result.digest == entries[0]["digest"]
