@@ -119,6 +119,7 @@ class BlobReader(io.RawIOBase):
             self._from_start = True
             resp = self._get()
             self.coding = _content_coding(resp)
+        self._resp = resp  # closed by _drop() from here on, should the skip below break
         if self.coding:
             fp = self._decoding(resp)
         else:
@@ -131,23 +132,22 @@ class BlobReader(io.RawIOBase):
             while skip:
                 n = fp.readinto(memoryview(scratch)[: min(skip, len(scratch))])
                 if not n:
-                    resp.close()
+                    self._drop()
                     raise RegistryError(f"blob {self.digest} shrank while resuming")
                 skip -= n
         elif resp.status_code == 206:
             start = resp.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
             if start != str(self.offset):
-                resp.close()
+                self._drop()
                 raise RegistryError(
                     f"registry resumed blob {self.digest} at {start!r}, not at {self.offset}"
                 )
-        self._resp = resp
         self._fp = fp
 
     def _decoding(self, resp: requests.Response) -> Any:
         """The body of an answer a proxy encoded, decoded (urllib3 decodes as it reads)."""
         if not all(c.strip() in DECODABLE for c in self.coding.split(",")):
-            resp.close()
+            self._drop()
             raise RegistryError(
                 f"blob {self.digest} arrived with Content-Encoding {self.coding} although "
                 f"the client asked for identity, and {self.coding} cannot be undone here "
@@ -190,9 +190,9 @@ class BlobReader(io.RawIOBase):
             # Ask for one byte beyond the declared size at most, to notice oversized blobs.
             view = view[: max(1, min(len(view), self.size - self.offset + 1))]
         while True:
-            if self._fp is None:
-                self._open()
             try:
+                if self._fp is None:
+                    self._open()  # may break while it skips what was had
                 n = self._fp.readinto(view)
             except urllib3.exceptions.DecodeError as exc:
                 self._drop()

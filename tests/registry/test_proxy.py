@@ -99,7 +99,7 @@ def test_an_encoded_blob_broken_off_is_read_again_from_its_start(
     decode from its middle: the blob is read again, whole, and what was had is skipped."""
     ref, disk = noise
     proxy.encoding = "gzip"
-    proxy.cut_first_blob = 5 * MiB
+    proxy.cuts = [5 * MiB]
     with RegistryClient(plain_registry.url, plain_registry.options(), backoff=0.01) as client:
         result = populate(ref, tmp_path / "disk.img", client=client)
 
@@ -109,3 +109,18 @@ def test_an_encoded_blob_broken_off_is_read_again_from_its_start(
     # broken off; resumed at the offset reached (answered 206 and gzip); read again whole
     assert len(ranges) == 3 and ranges[0] is None and ranges[2] is None
     assert ranges[1] is not None and int(ranges[1].split("=")[1].rstrip("-")) >= MiB
+
+
+def test_an_encoded_blob_broken_off_while_skipping_resumes_again(
+    proxy, plain_registry, noise, tmp_path
+):
+    """The answer read again from the start breaks off too, before it reached the bytes
+    already had: that is one more resume, not a crash (before: InternalError)."""
+    ref, disk = noise
+    proxy.encoding = "gzip"
+    proxy.cuts = [5 * MiB, None, 2 * MiB]  # broken; the 206 (dropped); read again, broken
+    with RegistryClient(plain_registry.url, plain_registry.options(), backoff=0.01) as client:
+        result = populate(ref, tmp_path / "disk.img", client=client)
+
+    assert (tmp_path / "disk.img").read_bytes() == disk.read_bytes()
+    assert result.resumes == 2

@@ -3,8 +3,8 @@
 Enough of a proxy for the registry client's plain-HTTP requests (absolute-form request
 lines, streamed bodies, Range); it exists to prove that HTTP_PROXY/NO_PROXY are honoured,
 and to be the proxy that misbehaves: one that compresses blob answers in transit
-whatever the client accepts (``encoding``), and one whose first blob answer breaks off
-(``cut_first_blob``).
+whatever the client accepts (``encoding``), and one whose blob answers break off
+(``cuts``).
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ class ForwardProxy(ThreadingHTTPServer):
     ``seen`` lists requests as ``"METHOD host/path"``, ``requests`` as ``(method, path,
     headers)``. ``encoding`` (``gzip``, ``deflate``, ``zstd``, or any other name, sent
     as a label only) is the content coding blob answers get, 200 and 206 alike, as a
-    proxy that ignores ``Accept-Encoding`` sends them; ``cut_first_blob`` breaks the
-    connection after that many bytes of the next blob answer's body.
+    proxy that ignores ``Accept-Encoding`` sends them. Each of ``cuts`` breaks the
+    connection of the next blob answer after that many bytes of its body (None: whole).
     """
 
     daemon_threads = True
@@ -107,14 +107,13 @@ class ForwardProxy(ThreadingHTTPServer):
         self.seen: list[str] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.encoding: str | None = None
-        self.cut_first_blob: int | None = None
+        self.cuts: list[int | None] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def take_cut(self) -> int | None:
         with self._lock:
-            cut, self.cut_first_blob = self.cut_first_blob, None
-            return cut
+            return self.cuts.pop(0) if self.cuts else None
 
     def blob_requests(self) -> list[dict[str, str]]:
         """The headers of every blob GET, in order."""
