@@ -20,7 +20,9 @@ from .registry import RegistryClient, RegistryOptions
 
 def _add_registry_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--authfile", help="dockerconfigjson credentials file")
-    parser.add_argument("--ca-file", help="CA bundle for the registry's certificate")
+    parser.add_argument(
+        "--ca-file", help="CA certificates (PEM) trusted in addition to the default roots"
+    )
     parser.add_argument("--plain-http", action="store_true", help="use HTTP instead of HTTPS")
     parser.add_argument(
         "--insecure-skip-tls-verify", action="store_true", help="do not verify the certificate"

@@ -7,7 +7,8 @@ installed (about 4x faster than stdlib zlib on this workload), else stdlib.
 Every reader returned here supports ``readinto`` and bounds its output to the
 caller's buffer, so a small layer that decompresses to terabytes costs no memory.
 The xz decoder's own memory (its dictionary, sized by the stream's header) is
-capped at :data:`XZ_MEMORY_LIMIT`.
+capped at :data:`XZ_MEMORY_LIMIT`. A zstd stream may start with skippable frames
+(pzstd writes one before each frame, other tools metadata): it is zstd all the same.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import lzma
+import struct
 import zlib
 from typing import IO, Any
 
@@ -41,12 +43,51 @@ READ_SIZE = 1 << 20
 XZ_MEMORY_LIMIT = 80 << 20
 
 
+#: zstd skippable frames (RFC 8878 3.1.2): a little-endian magic 0x184D2A5?, its length.
+_SKIPPABLE = struct.Struct("<II")
+_SKIPPABLE_MAGIC = 0x184D2A50
+
+
+def _is_skippable(head: bytes) -> bool:
+    return len(head) >= 4 and struct.unpack_from("<I", head)[0] & ~0xF == _SKIPPABLE_MAGIC
+
+
+def _after_skippable_frames(head: bytes) -> bytes:
+    """What follows the skippable frames that start ``head``: b"" if they run past it."""
+    while _is_skippable(head):
+        if len(head) < _SKIPPABLE.size:
+            return b""
+        _, size = _SKIPPABLE.unpack_from(head)
+        head = head[_SKIPPABLE.size + size :]
+    return head
+
+
 def detect_magic(head: bytes) -> str:
     """The compression whose magic bytes start ``head``, or ``none``."""
     for name, magic in _MAGIC.items():
         if head.startswith(magic):
             return name
+    # zstd behind skippable frames: a zstd frame follows, or the head ends before one
+    # would. LZ4 frames share the skippable magic (and are not supported): the frame
+    # that follows tells them apart where the head shows it.
+    if _is_skippable(head) and _MAGIC[ZSTD].startswith(_after_skippable_frames(head)[:4]):
+        return ZSTD
     return NONE
+
+
+def zstd_content_size(head: bytes) -> int | None:
+    """The content size the first zstd frame of ``head`` declares (skippable frames are
+    passed over), or None; a size hint, never a limit."""
+    import zstandard
+
+    frame = _after_skippable_frames(head)
+    if not frame.startswith(_MAGIC[ZSTD]):
+        return None
+    try:
+        size = zstandard.frame_content_size(frame)
+    except zstandard.ZstdError:
+        return None
+    return size if size >= 0 else None
 
 
 def from_media_type(media_type: str) -> str | None:

@@ -4,11 +4,22 @@
 
 Every error carries a CamelCase ``reason`` (used for Kubernetes events, the
 termination message and Ansible ``fail_json``) and a message a person can act on.
+Messages never quote a URL's query string (:func:`redact`): a registry redirects blob
+GETs to pre-signed object storage URLs whose query holds a credential and signature.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: A URL's query string: ``?`` right after a path or host, then ``key=value`` pairs.
+_QUERY = re.compile(r"(?<=[^\s?])\?[^\s?=&#]+=[^\s'\"<>()\[\]{}]*")
+
+
+def redact(text: str) -> str:
+    """``text`` with the query string of every URL in it replaced by ``?<redacted>``."""
+    return _QUERY.sub("?<redacted>", text)
 
 
 class VMDiskImageError(Exception):
@@ -19,9 +30,10 @@ class VMDiskImageError(Exception):
     transient = False
 
     def __init__(self, message: str, **details: Any) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
-        self.details = details
+        self.details = {k: redact(v) if isinstance(v, str) else v for k, v in details.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """The structured form used by the termination message and Ansible modules."""

@@ -33,6 +33,11 @@ DOCKER_SCHEMA1 = (
 )
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+#: Content-Types that name no manifest type: a manifest without ``mediaType`` served as
+#: one of these is told by its fields.
+GENERIC_CONTENT_TYPES = frozenset(
+    ("", "application/json", "text/plain", "application/octet-stream", "binary/octet-stream")
+)
 
 #: The tar layer of each compression ``vmdiskimage push`` writes a containerDisk with.
 OCI_TAR_LAYERS = {
@@ -91,12 +96,43 @@ def content_digest(data: bytes, algorithm: str) -> str:
     return f"{algorithm}:{DIGEST_ALGORITHMS[algorithm](data).hexdigest()}"
 
 
+# -- platforms -----------------------------------------------------------------------
+
+#: Architecture aliases, with the variant an alias implies (None: the one given).
+_ARCH_ALIASES: dict[str, tuple[str, str | None]] = {
+    "x86_64": ("amd64", None),
+    "x86-64": ("amd64", None),
+    "aarch64": ("arm64", None),
+    "i386": ("386", ""),
+    "armhf": ("arm", "v7"),
+    "armel": ("arm", "v6"),
+}
+#: Variant spellings to their normal form, per architecture ("" is the default variant).
+_VARIANTS: dict[str, dict[str, str]] = {
+    "amd64": {"v1": ""},
+    "arm64": {"8": "", "v8": "", "v8.0": "", "9": "v9", "9.0": "v9", "v9.0": "v9"},
+    "arm": {"": "v7", "5": "v5", "6": "v6", "7": "v7", "8": "v8"},
+}
+#: The lowest variant number of the architectures whose newer variants run older ones.
+_LOWEST_VARIANT = {"amd64": 1, "arm": 5}
+
+
+def _normal(os: str, architecture: str, variant: str) -> tuple[str, str, str]:
+    """``(os, architecture, variant)`` in containerd's normal form: lower case, aliases
+    resolved, each variant spelt one way (amd64 = amd64/v1, arm64 = arm64/v8, arm =
+    arm/v7)."""
+    arch, var = architecture.lower(), variant.lower()
+    arch, implied = _ARCH_ALIASES.get(arch, (arch, None))
+    var = var if implied is None else implied
+    return os.lower(), arch, _VARIANTS.get(arch, {}).get(var, var)
+
+
 # -- the model -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Platform:
-    """An OCI platform: ``os/architecture[/variant]``."""
+    """An OCI platform: ``os/architecture[/variant]``, matched as containerd matches it."""
 
     os: str = "linux"
     architecture: str = "amd64"
@@ -115,13 +151,31 @@ class Platform:
         """The platform an index entry's ``platform`` object names (``?`` for a missing part)."""
         return cls(spec.get("os", "?"), spec.get("architecture", "?"), spec.get("variant"))
 
-    def matches(self, spec: dict[str, Any] | None) -> bool:
-        """Whether an index entry's ``platform`` object is this platform."""
+    def _accepted(self) -> list[tuple[str, str, str]]:
+        """The normal forms this platform runs, best first: itself, then for amd64/vN and
+        arm/vN each variant below, as containerd's default matcher orders them (without
+        its cross-architecture fallbacks, 386 for amd64 and 32-bit arm for arm64: a disk
+        boots on the architecture it was built for)."""
+        os, arch, variant = _normal(self.os, self.architecture, self.variant or "")
+        accepted = [(os, arch, variant)]
+        number = variant.removeprefix("v")
+        if arch in _LOWEST_VARIANT and number.isdigit():
+            for n in range(int(number) - 1, _LOWEST_VARIANT[arch] - 1, -1):
+                accepted.append((os, arch, _VARIANTS[arch].get(f"v{n}", f"v{n}")))
+        return accepted
+
+    def rank(self, spec: dict[str, Any] | None) -> int | None:
+        """How well an index entry's ``platform`` object suits this platform (0 best), or
+        None if it does not run here."""
         if not spec:
-            return False
-        if spec.get("os") != self.os or spec.get("architecture") != self.architecture:
-            return False
-        return self.variant is None or spec.get("variant") == self.variant
+            return None
+        entry = _normal(*(str(spec.get(k) or "") for k in ("os", "architecture", "variant")))
+        accepted = self._accepted()
+        return accepted.index(entry) if entry in accepted else None
+
+    def matches(self, spec: dict[str, Any] | None) -> bool:
+        """Whether an index entry's ``platform`` object runs on this platform."""
+        return self.rank(spec) is not None
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
@@ -192,10 +246,12 @@ class Manifest:
             raise UnsupportedManifest(f"manifest {digest} is not JSON") from exc
         if not isinstance(data, dict):
             raise UnsupportedManifest(f"manifest {digest} is not a JSON object")
-        media_type = data.get("mediaType") or (content_type or "").split(";")[0].strip()
-        if not media_type:
-            # OCI allows omitting mediaType; tell index and manifest apart by shape.
-            media_type = OCI_INDEX if "manifests" in data else OCI_MANIFEST
+        served_as = (content_type or "").split(";")[0].strip().lower()
+        media_type = data.get("mediaType") or (
+            _type_by_fields(data, digest, served_as)
+            if served_as in GENERIC_CONTENT_TYPES
+            else served_as
+        )
         if media_type in DOCKER_SCHEMA1 or data.get("schemaVersion") == 1:
             raise UnsupportedManifest(
                 f"manifest {digest} is Docker schema 1, which is deprecated and unsupported; "
@@ -233,6 +289,33 @@ class Manifest:
             return str(self.data["artifactType"])
         cfg = self.config
         return cfg.media_type if cfg else None
+
+
+def _type_by_fields(data: dict[str, Any], digest: str, served_as: str) -> str:
+    """The type of a manifest that names none, from its fields (OCI allows omitting
+    ``mediaType``): ``manifests`` an index, ``layers``/``config`` an image manifest."""
+    if data.get("schemaVersion") == 1 or "fsLayers" in data:
+        return DOCKER_SCHEMA1[0]
+    index = "manifests" in data
+    image = "layers" in data or "config" in data
+    if index != image:
+        return OCI_INDEX if index else OCI_MANIFEST
+    has = "both manifests and layers or config" if index else "neither manifests nor layers"
+    raise UnsupportedManifest(
+        f"manifest {digest} names no mediaType, was served as {served_as or 'no type'}, and "
+        f"has {has}: it is neither an image index nor an image manifest"
+    )
+
+
+def select_manifest(entries: list[Descriptor], platform: Platform) -> Descriptor | None:
+    """The index entry for ``platform``: the best match, else (a last resort) the first
+    entry that names no platform, else None."""
+    ranked = [
+        (rank, i) for i, d in enumerate(entries) if (rank := platform.rank(d.platform)) is not None
+    ]
+    if ranked:
+        return entries[min(ranked)[1]]
+    return next((d for d in entries if not d.platform), None)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ kubelet and the API server already carry:
 
 Logs go to stderr, which ``kubectl logs`` interleaves with the progress lines, so a
 log record is always one line: control characters in it, such as a newline in a
-media type a registry sent, are written as escapes (:class:`LogFormatter`).
+media type a registry sent, are written as escapes (:class:`LogFormatter`). Neither
+logs, progress nor the result quote a URL's query string (a signed URL's credential
+is there; see :func:`~vmdiskimage.errors.redact`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from .errors import redact
 
 #: Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -40,14 +44,15 @@ def escape_control(text: str) -> str:
 
 
 class LogFormatter(logging.Formatter):
-    """One line per record: the message escaped, traceback lines indented and escaped."""
+    """One line per record: the message escaped and redacted, traceback lines indented,
+    escaped and redacted (other libraries log URLs too)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape_control(super().formatMessage(record))
+        return escape_control(redact(super().formatMessage(record)))
 
     def formatException(self, ei: Any) -> str:
         lines = super().formatException(ei).splitlines()
-        return "\n".join("    " + escape_control(line) for line in lines)
+        return "\n".join("    " + escape_control(redact(line)) for line in lines)
 
 
 def configure_logging(level: int) -> None:
@@ -102,7 +107,7 @@ class Progress:
 
     def wait(self, message: str | None) -> None:
         """Report at once that the import waits (``message``), or no longer waits (None)."""
-        self.waiting = message
+        self.waiting = redact(message) if message else None
         self.emit()
 
     def set_phase(self, phase: str) -> None:
@@ -155,17 +160,17 @@ def _cut(text: str, budget: int) -> str:
 def termination_message(result: dict[str, Any]) -> str:
     """``result`` as compact JSON of at most 4096 bytes, always valid and complete.
 
-    Every string field is cut to its budget (strings come from the registry and the
-    image: a tar name can be any length); if the whole is still too long, the largest
-    other fields are cut further or dropped. ``result`` and ``reason`` always stay, and
+    Every string field is redacted and cut to its budget (strings come from the registry
+    and the image: a tar name can be any length); if the whole is still too long, the
+    largest other fields are cut further or dropped. ``result`` and ``reason`` always stay, and
     the serialized JSON itself is never cut.
     """
     fields: dict[str, Any] = {}
     for key, value in result.items():
         if key in _ESSENTIAL:
-            fields[key] = _cut(str(value), 256)
+            fields[key] = _cut(redact(str(value)), 256)
         elif isinstance(value, str):
-            fields[key] = _cut(value, MESSAGE_BUDGET if key == "message" else FIELD_BUDGET)
+            fields[key] = _cut(redact(value), MESSAGE_BUDGET if key == "message" else FIELD_BUDGET)
         elif len(_json(value).encode()) <= FIELD_BUDGET:
             fields[key] = value
     while len(text := _json(fields).encode()) > TERMINATION_MESSAGE_LIMIT:

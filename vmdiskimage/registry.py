@@ -5,7 +5,9 @@
 One :class:`RegistryClient` talks to one registry host. It handles anonymous, basic
 and bearer-token auth (the WWW-Authenticate realm/service/scope exchange), custom CA
 bundles, and retries with exponential backoff (or, for 429 and 503, as long as the
-registry's ``Retry-After`` says, within a cap). The documents it fetches are modelled
+registry's ``Retry-After`` says, within a cap). A CA bundle is trusted on top of the
+default roots, never instead of them: blob GETs are often redirected to public object
+storage. The documents it fetches are modelled
 in :mod:`vmdiskimage.oci`; blobs are read through :class:`~vmdiskimage.blobs.BlobReader`,
 resumed and verified.
 """
@@ -22,10 +24,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .auth import Challenge, Credentials, credentials_for, load_docker_config, parse_challenge
@@ -35,11 +38,13 @@ from .errors import (
     AuthenticationFailed,
     DigestMismatch,
     ImageNotFound,
+    InvalidArgument,
     PlatformNotFound,
     RegistryError,
     RegistryUnavailable,
     TLSFailure,
     UnsupportedManifest,
+    redact,
 )
 from .oci import (
     DEFAULT_PLATFORM,
@@ -53,6 +58,7 @@ from .oci import (
     Platform,
     ResolvedImage,
     content_digest,
+    select_manifest,
 )
 from .reference import ImageReference, validate_digest
 
@@ -116,7 +122,7 @@ class RegistryOptions:
 
     #: A dockerconfigjson file (``.dockerconfigjson`` of a pull secret, an authfile).
     docker_config: str | Path | None = None
-    #: CA certificates (PEM) to verify the registry's certificate with.
+    #: CA certificates (PEM) trusted in addition to the default roots.
     ca_file: str | Path | None = None
     #: Talk HTTP, not HTTPS (test registries).
     plain_http: bool = False
@@ -125,6 +131,32 @@ class RegistryOptions:
 
 
 DEFAULT_OPTIONS = RegistryOptions()
+
+
+class _AddedTrust(HTTPAdapter):
+    """HTTPS that trusts the CA certificates of ``ca_file`` as well as the default roots.
+
+    The context holds the CA; requests loads its default roots (certifi's bundle, or
+    ``REQUESTS_CA_BUNDLE``) into the same context for each connection it verifies, so
+    both the registry with a private CA and the public object storage its blob GETs
+    redirect to verify.
+    """
+
+    def __init__(self, ca_file: str | Path) -> None:
+        self.context = urllib3.util.create_urllib3_context()
+        try:
+            self.context.load_verify_locations(cafile=str(ca_file))
+        except OSError as exc:  # ssl.SSLError too: no PEM certificate in the file
+            raise InvalidArgument(
+                f"CA bundle {ca_file} cannot be used: {exc}; give a file of PEM certificates"
+            ) from exc
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, ssl_context=self.context, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        return super().proxy_manager_for(proxy, ssl_context=self.context, **kwargs)
 
 
 class RegistryClient:
@@ -163,12 +195,11 @@ class RegistryClient:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # Passed on every request: a session-level setting loses to REQUESTS_CA_BUNDLE.
-        self.verify: bool | str = True
+        self.verify = options.tls_verify
         if not options.tls_verify:
-            self.verify = False
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         elif options.ca_file:
-            self.verify = str(options.ca_file)
+            self.session.mount("https://", _AddedTrust(options.ca_file))
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
         self._basic = False
 
@@ -287,7 +318,7 @@ class RegistryClient:
         if url.startswith("/"):
             url = self.base_url + url
         ok = tuple(ok)
-        what = what or url
+        what = what or redact(url)
         refreshed = False
         attempt = 0
         while True:
@@ -307,24 +338,29 @@ class RegistryClient:
                     verify=self.verify,
                 )
             except requests.exceptions.SSLError as exc:
-                raise TLSFailure(
-                    f"TLS verification of {self.registry} failed ({exc}); give the registry's CA "
-                    "bundle, or opt in to skipping verification"
-                ) from exc
+                who, redirected = self._who(exc.request.url if exc.request else url)
+                advice = (
+                    "the default roots must trust its certificate (a CA bundle adds to them)"
+                    if redirected
+                    else "give the registry's CA bundle, or opt in to skipping verification"
+                )
+                raise TLSFailure(f"TLS verification of {who} failed ({exc}); {advice}") from exc
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                who, _ = self._who(exc.request.url if exc.request else url)
                 if attempt >= self.retries:
                     raise RegistryUnavailable(
-                        f"registry {self.registry} unreachable for {what} after "
-                        f"{attempt + 1} attempts: {exc}"
+                        f"{who} unreachable for {what} after {attempt + 1} attempts: {exc}"
                     ) from exc
-                log.warning("%s %s failed (%s); retrying", method, url, exc)
+                log.warning("%s %s failed (%s); retrying", method, redact(url), redact(str(exc)))
                 self.sleep_backoff(attempt)
                 attempt += 1
                 continue
             if resp.status_code in ok:
                 return resp
+            who, redirected = self._who(resp.url)
             # A streamed body is read no further than a message needs (it may be a bomb).
-            error_text = _error_text(resp) if stream else resp.text[:300]
+            # Object storage quotes the signed request in its error bodies: not shown.
+            error_text = "" if redirected else (_error_text(resp) if stream else resp.text[:300])
             resp.close()
             if resp.status_code == 401:
                 challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
@@ -334,7 +370,8 @@ class RegistryClient:
                 refreshed = True
                 continue
             if resp.status_code == 403:
-                raise AccessDenied(f"registry {self.registry} denied access to {what} (HTTP 403)")
+                expired = "; the signed URL it was given may have expired" if redirected else ""
+                raise AccessDenied(f"{who} denied access to {what} (HTTP 403){expired}")
             if resp.status_code == 404:
                 raise ImageNotFound(f"{what} not found in registry {self.registry}")
             told = retry_after(resp.headers.get("Retry-After"))
@@ -342,14 +379,22 @@ class RegistryClient:
                 self._wait_as_told(resp.status_code, told, what)
                 continue
             if resp.status_code in _RETRY_STATUS and attempt < self.retries:
-                log.warning("%s %s answered %s; retrying", method, url, resp.status_code)
+                log.warning("%s %s answered %s; retrying", method, redact(url), resp.status_code)
                 self.sleep_backoff(attempt)
                 attempt += 1
                 continue
             raise RegistryError(
-                f"registry {self.registry} answered HTTP {resp.status_code} for {what}: "
-                f"{error_text}"
+                f"{who} answered HTTP {resp.status_code} for {what}"
+                + (f": {error_text}" if error_text else "")
             )
+
+    def _who(self, url: str | None) -> tuple[str, bool]:
+        """Who a request to ``url`` went to, for a message, and whether it is elsewhere
+        than the registry (object storage the registry redirected a blob GET to)."""
+        host = urlsplit(url or "").netloc
+        if not host or host == self.api_host:
+            return f"registry {self.registry}", False
+        return f"{host}, where registry {self.registry} redirected the request,", True
 
     def _refused(self, challenge: Challenge, what: str) -> None:
         """Raise what a 401 after authorizing means (RFC 6750 error codes)."""
@@ -435,7 +480,14 @@ class RegistryClient:
         if not top.is_index:
             return ResolvedImage(reference.with_digest(top.digest), top)
         entries = top.manifests
-        chosen = next((d for d in entries if platform.matches(d.platform)), None)
+        chosen = select_manifest(entries, platform)
+        if chosen is not None and not chosen.platform:
+            log.info(
+                "index %s has no entry for platform %s; using %s, which names no platform",
+                top.digest,
+                platform,
+                chosen.digest,
+            )
         if chosen is None:
             have = ", ".join(str(Platform.from_spec(d.platform)) for d in entries if d.platform)
             raise PlatformNotFound(

@@ -272,13 +272,7 @@ def _layer_compression(layer: Descriptor, blob_head: bytes) -> str:
 
 def _zstd_content_size(blob_head: bytes) -> int | None:
     """The first zstd frame's declared content size (a size hint, never a limit)."""
-    import zstandard
-
-    try:
-        size = zstandard.frame_content_size(blob_head)
-    except zstandard.ZstdError:
-        return None
-    return size if size >= 0 else None
+    return compression.zstd_content_size(blob_head)
 
 
 def _is_disk_candidate(parts: list[str], entry: TarEntry, hidden: set[str]) -> bool:

@@ -43,7 +43,9 @@ options:
       - Unset means anonymous access.
     type: path
   ca_file:
-    description: PEM file of CA certificates to trust for the registry, instead of the system roots.
+    description:
+      - PEM file of CA certificates to trust for the registry, in addition to the default roots
+        (which still verify the object storage a registry redirects blob downloads to).
     type: path
   validate_certs:
     description:

@@ -4,10 +4,12 @@ imported by populate() into files, directories and (when available) a loop devic
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from tests.support.images import (
     Layout,
@@ -16,6 +18,7 @@ from tests.support.images import (
     compress_file,
     data_bytes,
     make_disk,
+    push_crafted,
     skopeo_copy,
     umoci_container_disk,
 )
@@ -193,3 +196,32 @@ def test_large_sparse_disk_stays_sparse(plain_registry, tmp_path):
     assert target.stat().st_size == 256 * MiB
     assert allocated_bytes(target) <= 1.05 * data_bytes(disk) + 128 * 1024
     assert subprocess.run(["cmp", str(disk), str(target)]).returncode == 0
+
+
+@pytest.mark.parametrize("writer", ["pzstd", "metadata-frame"])
+def test_zstd_behind_skippable_frames(plain_registry, disks, tmp_path, writer):
+    """zstd streams that start with skippable frames: pzstd writes one before each frame
+    (its size), other tools a metadata frame. Before the fix the bytes were not taken for
+    zstd: the compressed stream was imported as the raw disk."""
+    disk = disks["raw"]
+    if writer == "pzstd":
+        blob = subprocess.run(
+            ["pzstd", "-q", "-p", "2", "-c", str(disk)], check=True, capture_output=True
+        ).stdout
+    else:
+        meta = b"v1"  # short: the frame header after it is within the sniffed head
+        frame = zstandard.ZstdCompressor().compress(disk.read_bytes())
+        blob = struct.pack("<II", 0x184D2A5E, len(meta)) + meta + frame
+    assert 0x184D2A50 <= struct.unpack_from("<I", blob)[0] <= 0x184D2A5F
+    ref = f"{plain_registry.url}/skippable/disk:{writer}"
+    with plain_registry.client() as client:
+        media_type = "application/vnd.kubevirt.disk.raw+zstd"
+        push_crafted(client, "skippable/disk", writer, [(blob, media_type, None)])
+        info = sources.inspect(client, ref)
+        result = populate(ref, tmp_path / "disk.img", client=client)
+
+    assert info.compression == "zstd" and info.format == "raw"
+    if writer == "metadata-frame":  # its frame declares the content size: sized up front
+        assert info.virtual_size == disk.stat().st_size
+    assert (tmp_path / "disk.img").read_bytes() == disk.read_bytes()
+    assert result.virtual_size == disk.stat().st_size

@@ -295,3 +295,73 @@ def test_busy_registry_past_the_wait_budget_is_unavailable(plain_registry, disks
     # The hour was cut to 60 s, past the 30 s budget: no sleep at all.
     assert time.monotonic() - started < 10
     assert not (tmp_path / "out.img").exists() or (tmp_path / "out.img").stat().st_size == 0
+
+
+def _without_media_type(raw: bytes) -> bytes:
+    doc = json.loads(raw)
+    doc.pop("mediaType", None)
+    return json.dumps(doc).encode()
+
+
+def test_manifests_without_media_type_served_as_json(plain_registry, disks, tmp_path):
+    """An index and manifests that name no mediaType, served as ``application/json`` (a
+    static file server, an old proxy): told apart by their fields.
+
+    Before the fix: UnsupportedManifest, "unsupported media type application/json".
+    """
+    from tests.support.hostile import HostileRegistry
+
+    served = {}
+    entries = []
+    with plain_registry.client() as client:
+        for name, arch in (("raw", "amd64"), ("other", "arm64")):
+            pushed = _push(plain_registry, disks[name], f"json/disk:{name}")
+            raw = _without_media_type(client.get_manifest("json/disk", pushed.digest).raw)
+            digest = oci.content_digest(raw, "sha256")
+            served[f"/v2/json/disk/manifests/{digest}"] = raw
+            entries.append({"digest": digest, "size": len(raw),
+                            "platform": {"os": "linux", "architecture": arch}})  # fmt: skip
+    served["/v2/json/disk/manifests/multi"] = json.dumps(
+        {"schemaVersion": 2, "manifests": entries}
+    ).encode()
+    with HostileRegistry(plain_registry.url) as front:
+        for path, raw in served.items():
+            front.answers[path] = (200, {"Content-Type": "application/json"}, raw)
+        ref = f"{front.url}/json/disk:multi"
+        result = populate(ref, tmp_path / "arm.img", registry=PLAIN_HTTP, platform="linux/arm64")
+        assert (tmp_path / "arm.img").read_bytes() == disks["other"].read_bytes()
+        assert result.digest == entries[1]["digest"]
+
+        schema1 = {"schemaVersion": 1, "name": "json/disk", "tag": "old", "fsLayers": []}
+        front.answers["/v2/json/disk/manifests/old"] = (
+            200, {"Content-Type": "application/json"}, json.dumps(schema1).encode(),
+        )  # fmt: skip
+        with pytest.raises(errors.UnsupportedManifest, match="Docker schema 1"):
+            populate(f"{front.url}/json/disk:old", tmp_path / "old.img", registry=PLAIN_HTTP)
+
+
+def test_index_platforms_normalised_and_the_last_resort(plain_registry, disks, tmp_path):
+    """``linux/arm64/v8`` is an entry's ``linux/arm64``, names match in any case, and an
+    entry without a platform is taken only when none matches.
+
+    Before the fix all three failed with PlatformNotFound.
+    """
+    layout = Layout(tmp_path / "layout")
+    entries = []
+    for disk, platform in ((disks["other"], None), (disks["raw"], ("linux", "arm64"))):
+        layer = layout.blob_file(disk, "application/vnd.kubevirt.disk.raw")
+        manifest = layout.manifest([layer])
+        if platform:
+            manifest["platform"] = {"os": platform[0], "architecture": platform[1]}
+        entries.append(manifest)
+    layout.tag(layout.image_index(entries), "multi")
+    skopeo_copy(f"oci:{layout.path}:multi", plain_registry, "norm/disk:1", "--all")
+    ref = f"{plain_registry.url}/norm/disk:1"
+
+    for wanted in ("linux/arm64/v8", "Linux/ARM64", "linux/aarch64"):
+        populate(ref, tmp_path / "arm.img", registry=PLAIN_HTTP, platform=wanted)
+        assert (tmp_path / "arm.img").read_bytes() == disks["raw"].read_bytes(), wanted
+    # No amd64 entry: the entry without a platform, though listed first, only now.
+    result = populate(ref, tmp_path / "any.img", registry=PLAIN_HTTP)
+    assert (tmp_path / "any.img").read_bytes() == disks["other"].read_bytes()
+    assert result.digest == entries[0]["digest"]

@@ -12,6 +12,7 @@ import http.client
 import io
 import json
 import lzma
+import ssl
 import struct
 import subprocess
 import tarfile
@@ -212,13 +213,18 @@ class HostileRegistry(ThreadingHTTPServer):
     Requests are forwarded to ``upstream`` (``host:port`` of a plain-HTTP registry)
     except for the paths in ``answers``, which get a canned ``(status, headers, body)``
     (or whatever a callable taking the request handler returns). ``seen`` records
-    every request as ``(method, path, headers)``. Use as a context manager.
+    every request as ``(method, path, headers)``. ``tls`` (certificate and key files)
+    makes it an HTTPS registry. Use as a context manager.
     """
 
     daemon_threads = True
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, tls: tuple[Path, Path] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _FrontHandler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
         self.upstream = upstream
         self.answers: dict[str, Answer | Callable[[BaseHTTPRequestHandler], Answer | None]] = {}
         self.seen: list[tuple[str, str, dict[str, str]]] = []

@@ -5,6 +5,7 @@ import io
 import lzma
 import os
 import resource
+import struct
 
 import pytest
 import zstandard
@@ -80,3 +81,39 @@ def test_output_is_bounded_by_the_callers_buffer(name):
     assert stream.readinto(buf) == len(buf)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 64 * 1024
+
+
+def _skippable(content: bytes, magic: int = 0x184D2A50) -> bytes:
+    """A zstd skippable frame (RFC 8878 3.1.2) holding ``content``."""
+    return struct.pack("<II", magic, len(content)) + content
+
+
+ZSTD_FRAME = zstandard.ZstdCompressor().compress(PAYLOAD)  # declares its content size
+LZ4_MAGIC = struct.pack("<I", 0x184D2204)
+
+
+@pytest.mark.parametrize(
+    ("head", "name"),
+    [
+        (_skippable(b"meta") + ZSTD_FRAME, "zstd"),
+        (_skippable(b"", 0x184D2A5F) + ZSTD_FRAME, "zstd"),
+        (_skippable(b"a") + _skippable(b"bc", 0x184D2A57) + ZSTD_FRAME, "zstd"),
+        # The frame runs past the sniffed head: nothing but zstd starts that way here.
+        (_skippable(bytes(100)) + ZSTD_FRAME, "zstd"),
+        (_skippable(b"meta")[:6], "zstd"),
+        # LZ4 frames share the skippable magic: not zstd.
+        (_skippable(b"meta") + LZ4_MAGIC + bytes(8), "none"),
+        (struct.pack("<I", 0x184D2A60) + bytes(12), "none"),
+    ],
+)
+def test_zstd_behind_skippable_frames_is_zstd(head, name):
+    assert compression.detect_magic(head[:32]) == name
+
+
+def test_zstd_behind_skippable_frames_decodes_and_declares_its_size():
+    blob = _skippable(b"meta") + ZSTD_FRAME + _skippable(b"between") + ZSTD_FRAME
+    stream = compression.open_decompressed(io.BytesIO(blob), "zstd")
+    assert _read_all(stream) == PAYLOAD + PAYLOAD
+    assert compression.zstd_content_size(blob[:32]) == len(PAYLOAD)
+    assert compression.zstd_content_size(_skippable(bytes(100)) + ZSTD_FRAME) == len(PAYLOAD)
+    assert compression.zstd_content_size((_skippable(bytes(100)) + ZSTD_FRAME)[:32]) is None

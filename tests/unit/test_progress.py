@@ -96,3 +96,32 @@ def test_log_formatter_keeps_a_record_on_one_line():
     lines = stream.getvalue().splitlines()
     assert lines[0] == 'ERROR bad media type x\\n{"progress":{"phase":"Succeeded"}}'
     assert all(line.startswith(("ERROR ", "    ")) for line in lines)
+
+
+SIGNED = "https://storage.example/b/k?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=deadbeef"
+
+
+def test_signed_urls_leave_no_trace_in_logs_progress_or_result():
+    """Whatever quotes a URL (a library's log line, a traceback, a wait, the result)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LogFormatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("test-log-redaction")
+    logger.addHandler(handler)
+    try:
+        logger.warning("GET %s failed", SIGNED)
+        try:
+            raise OSError(f"connection to {SIGNED} reset")
+        except OSError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    lines = io.StringIO()
+    progress = Progress(stream=lines, interval=3600)
+    progress.wait(f"storage at {SIGNED} answered 503; waiting 1 s")
+    result = termination_message(
+        {"result": "Failed", "reason": "X", "message": SIGNED, "at": SIGNED}
+    )
+    for text in (stream.getvalue(), lines.getvalue(), result):
+        assert "deadbeef" not in text and "AKIAEXAMPLE" not in text
+        assert "https://storage.example/b/k?<redacted>" in text
