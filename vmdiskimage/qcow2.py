@@ -37,7 +37,6 @@ import threading
 from array import array
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,11 +77,12 @@ RUN_COMPRESSED_BYTES = 256 << 10
 #: ... that inflates to at most this many bytes (one cluster when clusters are larger).
 #: The inflated run goes out in as few writes as its guest offsets allow.
 RUN_OUTPUT_BYTES = 512 << 10
-#: Runs in flight (read, being inflated or written) beyond one per thread.
+#: Runs in flight (read, being inflated or waiting for the writing thread) beyond one per
+#: inflating thread.
 SPARE_RUNS = 2
-#: Threads beyond one per core, so cores keep inflating while threads wait for their
-#: direct writes to reach the volume.
-WRITING_THREADS = 2
+#: The writing thread gathers inflated stretches that continue each other into direct
+#: writes of up to this size.
+GATHER_BYTES = 2 << 20
 #: zstd window the decoder accepts (qemu compresses one cluster, 2 MiB at most, per frame).
 ZSTD_MAX_WINDOW = 8 << 20
 
@@ -390,7 +390,7 @@ class StreamDecoder:
         self.progress = progress
         lookback = max(LOOKBACK, 2 * header.cluster_size + 512)
         self.reader = _Reader(stream, limit if limit is not None else file_size, lookback)
-        self.workers = workers or min(8, len(os.sched_getaffinity(0))) + WRITING_THREADS
+        self.workers = workers or max(2, min(8, len(os.sched_getaffinity(0))))
         cs = header.cluster_size
         self._csize_shift = 62 - (header.cluster_bits - 8)
         self._csize_mask = (1 << (header.cluster_bits - 8)) - 1
@@ -399,6 +399,8 @@ class StreamDecoder:
         self._run_clusters = max(1, RUN_OUTPUT_BYTES // cs)
         self._inflight = threading.Semaphore(self.workers + SPARE_RUNS)
         self._outputs: queue.Queue[tuple[bytearray, int]] = queue.Queue()
+        self._tasks: queue.Queue[tuple[Callable[..., None], tuple] | None] = queue.Queue()
+        self._writes: queue.Queue[tuple[bytearray, int, list] | None] = queue.Queue()
         self._buffers: queue.Queue[tuple[bytearray, int]] = queue.Queue()
         self._buffers_made = 0
         self._failures: list[BaseException] = []
@@ -488,14 +490,17 @@ class StreamDecoder:
 
     # -- moving the data -------------------------------------------------------------
 
-    def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
-        future = pool.submit(fn, *args)
-        future.add_done_callback(self._record_failure)
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._tasks.put((fn, args))
 
-    def _record_failure(self, future: Future) -> None:
-        exc = future.exception()
-        if exc is not None:
-            self._failures.append(exc)
+    def _work(self) -> None:
+        """One pool thread: run tasks until told to stop; a failure stops the decoder."""
+        while (task := self._tasks.get()) is not None:
+            fn, args = task
+            try:
+                fn(*args)
+            except BaseException as exc:
+                self._failures.append(exc)
 
     def _buffer(self) -> tuple[bytearray, int]:
         if self._buffers.empty() and self._buffers_made < CHUNK_BUFFERS:
@@ -503,7 +508,7 @@ class StreamDecoder:
             return aligned_buffer(CHUNK_SIZE)
         return self._buffers.get()
 
-    def _data(self, pool: ThreadPoolExecutor, host: int, guest: int, length: int) -> None:
+    def _data(self, host: int, guest: int, length: int) -> None:
         self.clusters["data"] += -(-length // self.header.cluster_size)
         done = 0
         while done < length and not self._failures:
@@ -520,7 +525,7 @@ class StreamDecoder:
                 raise CorruptData(
                     f"the data cluster at {host + done} runs past the end of the qcow2 file"
                 )
-            self._submit(pool, self._write_plain, buffer, start, n, guest + done)
+            self._submit(self._write_plain, buffer, start, n, guest + done)
             done += n
             if self.progress:
                 self.progress(self.reader.pos)
@@ -531,7 +536,7 @@ class StreamDecoder:
         finally:
             self._buffers.put((buffer, start))
 
-    def _compressed(self, pool: ThreadPoolExecutor, packed: list[tuple[int, int, int]]) -> None:
+    def _compressed(self, packed: list[tuple[int, int, int]]) -> None:
         self.clusters["compressed"] += len(packed)
         start = packed[0][0]
         last, last_length, _ = packed[-1]
@@ -540,7 +545,7 @@ class StreamDecoder:
             raise CorruptData(f"the compressed cluster at {last} lies past the end of the file")
         self._inflight.acquire()
         try:
-            self._submit(pool, self._write_compressed, data, packed)
+            self._submit(self._write_compressed, data, packed)
         except BaseException:
             self._inflight.release()
             raise
@@ -552,15 +557,19 @@ class StreamDecoder:
             return aligned_buffer(self._run_clusters * self.header.cluster_size)
 
     def _write_compressed(self, data: bytes, packed: list[tuple[int, int, int]]) -> None:
-        """Inflate one run into an aligned buffer; write each guest-contiguous stretch once."""
+        """Inflate one run into an aligned buffer, then queue its guest stretches to write.
+
+        The writing thread returns the buffer; this thread goes on inflating meanwhile.
+        """
         cs = self.header.cluster_size
         size = self.header.size
         buffer, begin = self._output()
+        stretches: list[tuple[int, int, int]] = []  # (start in the buffer, length, guest)
         try:
             out = memoryview(buffer)[begin : begin + len(packed) * cs]
             source = memoryview(data)
             start = packed[0][0]
-            fill = first_guest = 0
+            fill = 0
             for host, length, guest in packed:
                 cluster = self._inflate(source[host - start : host - start + length], cs)
                 if len(cluster) != cs:
@@ -568,20 +577,63 @@ class StreamDecoder:
                         f"a compressed qcow2 cluster inflates to {len(cluster)} bytes, not the "
                         f"cluster size {cs}"
                     )
-                if fill and guest != first_guest + fill:
-                    self.writer.write_at(out[:fill], first_guest)
-                    fill = 0
-                if not fill:
-                    first_guest = guest
                 n = min(cs, size - guest)
+                last = stretches[-1] if stretches else None
+                if last and guest == last[2] + last[1]:
+                    stretches[-1] = (last[0], last[1] + n, last[2])
+                else:
+                    stretches.append((fill, n, guest))
                 out[fill : fill + n] = memoryview(cluster)[:n]
                 fill += n
-            if fill:
-                # Zero blocks stay holes: the decoder only writes targets that read as zeros.
-                self.writer.write_at(out[:fill], first_guest)
-        finally:
+        except BaseException:
             self._outputs.put((buffer, begin))
             self._inflight.release()
+            raise
+        self._writes.put((buffer, begin, stretches))
+
+    def _write_runs(self) -> None:
+        """The writing thread: inflated runs gathered into large direct writes.
+
+        Direct writes that allocate blocks are serialised by the filesystem, and small
+        ones are slow (ext4 on virtio: 64 KiB writes 0.38 GB/s, 512 KiB 1.0, 4 MiB
+        1.3), so stretches that continue each other on the disk are copied into one
+        aligned buffer and written together; the inflating threads go on meanwhile.
+        """
+        gather, gather_start = aligned_buffer(GATHER_BYTES)
+        gathered = memoryview(gather)[gather_start : gather_start + GATHER_BYTES]
+        first = filled = 0  # the gathered bytes belong at guest offset ``first``
+
+        def flush() -> None:
+            nonlocal filled
+            if filled and not self._failures:
+                # Zero blocks stay holes: the decoder only writes targets that read as zeros.
+                self.writer.write_at(gathered[:filled], first)
+            filled = 0
+
+        while (item := self._writes.get()) is not None:
+            buffer, begin, stretches = item
+            try:
+                view = memoryview(buffer)[begin:]
+                for start, length, guest in stretches:
+                    if filled and (guest != first + filled or filled + length > GATHER_BYTES):
+                        flush()
+                    if length >= GATHER_BYTES:
+                        self.writer.write_at(view[start : start + length], guest)
+                        continue
+                    if not filled:
+                        first = guest
+                    gathered[filled : filled + length] = view[start : start + length]
+                    filled += length
+            except BaseException as exc:
+                self._failures.append(exc)
+                filled = 0
+            finally:
+                self._outputs.put((buffer, begin))
+                self._inflight.release()
+        try:
+            flush()
+        except BaseException as exc:
+            self._failures.append(exc)
 
     def run(self) -> None:
         """Decode the whole file into the writer and read the stream to its end."""
@@ -590,26 +642,39 @@ class StreamDecoder:
         heap: list[tuple[int, int, int, Any]] = []
         if header.l1_needed:
             heap.append((header.l1_offset, _L1, 0, header.l1_needed * 8))
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="qcow2-inflate") as pool:
-            try:
-                while heap and not self._failures:
-                    if len(heap) > MAX_PENDING:
-                        raise NeedsScratch(
-                            f"more than {MAX_PENDING} stretches of the file wait for the stream"
-                        )
-                    offset, kind, guest, length = heapq.heappop(heap)
-                    if kind == _COMPRESSED:
-                        self._compressed(pool, length)
-                    elif kind == _L1:
-                        self._l1(heap, offset, length)
-                    elif kind == _L2:
-                        self._l2(heap, offset, guest)
-                    else:
-                        self._data(pool, offset, guest, length)
-                if not self._failures:
-                    self.reader.drain()
-            finally:
-                pool.shutdown(wait=True)
+        # Threads started up front: each waits for its direct writes, and the cores need
+        # the others inflating meanwhile (a pool that starts threads on demand keeps two).
+        threads = [
+            threading.Thread(target=self._work, name=f"qcow2-inflate-{i}", daemon=True)
+            for i in range(self.workers)
+        ]
+        writing = threading.Thread(target=self._write_runs, name="qcow2-write", daemon=True)
+        for thread in (*threads, writing):
+            thread.start()
+        try:
+            while heap and not self._failures:
+                if len(heap) > MAX_PENDING:
+                    raise NeedsScratch(
+                        f"more than {MAX_PENDING} stretches of the file wait for the stream"
+                    )
+                offset, kind, guest, length = heapq.heappop(heap)
+                if kind == _COMPRESSED:
+                    self._compressed(length)
+                elif kind == _L1:
+                    self._l1(heap, offset, length)
+                elif kind == _L2:
+                    self._l2(heap, offset, guest)
+                else:
+                    self._data(offset, guest, length)
+            if not self._failures:
+                self.reader.drain()
+        finally:
+            for _ in threads:
+                self._tasks.put(None)
+            for thread in threads:
+                thread.join()
+            self._writes.put(None)  # after the inflating threads: nothing more comes
+            writing.join()
         if self._failures:
             raise self._failures[0]
         if self.progress:

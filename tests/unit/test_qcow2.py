@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
 
 import pytest
@@ -194,6 +195,29 @@ def test_runs_of_compressed_clusters_write_the_raw_disk(
         assert _decode(image, tmp_path) == raw, layout
     allocated = (tmp_path / "out.img").stat().st_blocks * 512
     assert allocated < len(PACKED) * CS + 64 * KiB  # the zero cluster and the gaps stay holes
+
+
+@pytest.mark.parametrize("run_output", [1, MiB], ids=["one-cluster-runs", "large-runs"])
+def test_a_failed_write_of_compressed_clusters_stops_the_decoder(tmp_path, monkeypatch, run_output):
+    """The writing thread's failure is raised, and nothing waits forever for its buffers."""
+    monkeypatch.setattr(qcow2, "RUN_OUTPUT_BYTES", run_output)
+    image, _ = _image(PACKED, layout=["l2", "data"], compressed="zlib")
+    header = qcow2.parse_header(image[: 64 * KiB])
+    with DiskWriter(tmp_path / "out.img", limit=20 * CS) as writer:
+        decoder = qcow2.StreamDecoder(header, io.BytesIO(image), writer, file_size=len(image))
+        raised: list[BaseException] = []
+
+        def decode() -> None:
+            try:
+                decoder.run()
+            except BaseException as exc:
+                raised.append(exc)
+
+        thread = threading.Thread(target=decode, daemon=True)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "the decoder hangs after a failed write"
+    assert [type(exc) for exc in raised] == [errors.DiskTooLarge]
 
 
 def test_the_whole_file_is_read(tmp_path):
