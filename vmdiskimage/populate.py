@@ -45,7 +45,13 @@ log = logging.getLogger("vmdiskimage.populate")
 
 DISK_FILE_NAME = "disk.img"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-SUPPORTED_SOURCE_FORMATS = (formats.RAW, formats.QCOW2, formats.VMDK, formats.VHD, formats.VHDX)
+SUPPORTED_SOURCE_FORMATS = (
+    *formats.RAW_DATA_FORMATS,
+    formats.QCOW2,
+    formats.VMDK,
+    formats.VHD,
+    formats.VHDX,
+)
 DECODER_STREAM = "stream"
 DECODER_SCRATCH = "scratch"
 
@@ -232,7 +238,8 @@ def _copy_converted(
             writer.close()
         scratch_bytes = os.stat(scratch).st_blocks * 512
         progress.set_phase("Converting")
-        details = formats.qemu_img_info(scratch, info.format)
+        source_format = formats.qemu_format(info.format)
+        details = formats.qemu_img_info(scratch, source_format)
         virtual = sizing.target_virtual_size(int(details["virtual-size"]), requested)
         attempt.target_touched = True
         if block:
@@ -247,7 +254,7 @@ def _copy_converted(
                 )
             formats.qemu_img_convert(
                 scratch,
-                info.format,
+                source_format,
                 target,
                 formats.RAW,
                 target_exists=True,
@@ -255,7 +262,7 @@ def _copy_converted(
             )
             virtual = capacity
         elif target_format == formats.RAW:
-            formats.qemu_img_convert(scratch, info.format, target, target_format)
+            formats.qemu_img_convert(scratch, source_format, target, target_format)
             progress.set_phase("Resizing")
             os.truncate(target, virtual)
         else:
@@ -263,7 +270,7 @@ def _copy_converted(
             formats.qemu_img_create(target, target_format, virtual)
             formats.qemu_img_convert(
                 scratch,
-                info.format,
+                source_format,
                 target,
                 target_format,
                 target_exists=True,
@@ -330,7 +337,7 @@ def populate(
             attempt = _Attempt()
             decoder, scratch_bytes, scratch_reason = DECODER_STREAM, 0, None
             try:
-                if info.format == formats.RAW and target_format == formats.RAW:
+                if info.format in formats.RAW_DATA_FORMATS and target_format == formats.RAW:
                     virtual, written = _copy_raw(disk, target_path, target_size, progress, attempt)
                 else:
                     streamed = False

@@ -68,7 +68,7 @@ class DiskInfo:
     kind: str  # containerDisk | artifact
     layer: Descriptor  # the blob holding the disk
     compression: str
-    format: str  # raw, qcow2, vmdk, vpc, vhdx, iso
+    format: str  # raw, qcow2, vmdk, vpc, vhdx, iso (raw data: RAW_DATA_FORMATS)
     virtual_size: int | None  # None when only reading the whole stream can tell
     disk_size: int | None  # bytes of the (uncompressed) disk file, when declared
     disk_path: str | None = None  # containerDisk: the file's path in the image
@@ -109,7 +109,8 @@ def container_disk_sizes(
 ) -> tuple[Size, Size]:
     """``(virtual size, disk file size)`` of the disk file ``path`` of a containerDisk."""
     in_tar = (entry_size, f"size of {path} in its tar header")
-    return (in_tar if detected.format == formats.RAW else _header_size(detected)), in_tar
+    raw_data = detected.format in formats.RAW_DATA_FORMATS
+    return (in_tar if raw_data else _header_size(detected)), in_tar
 
 
 def artifact_file_size(layer: Descriptor, comp: str) -> Size:
@@ -125,9 +126,9 @@ def artifact_file_size(layer: Descriptor, comp: str) -> Size:
 def artifact_virtual_size(
     layer: Descriptor, comp: str, detected: formats.FormatInfo, file_size: Size, blob_head: bytes
 ) -> Size:
-    """An artifact disk's virtual size: its header's, or for raw the file size, the
+    """An artifact disk's virtual size: its header's, or for raw data the file size, the
     annotated virtual size or the content size of a zstd layer's first frame."""
-    if detected.format != formats.RAW:
+    if detected.format not in formats.RAW_DATA_FORMATS:
         return _header_size(detected)
     if file_size[0]:
         return file_size
@@ -398,6 +399,11 @@ def _container_disk(
     )
 
 
+#: A layer's format label that names the detected format by another word: ``vhd`` is
+#: qemu's ``vpc``, and an ISO 9660 image labelled raw is raw data all the same.
+_ALIASES = {("vhd", formats.VHD), (formats.RAW, formats.ISO)}
+
+
 def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
     repository = resolved.reference.repository
     source = _Layer(client, repository, layer)
@@ -409,11 +415,7 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
         annotated_format = layer.annotations.get(ANNOTATION_FORMAT)
         match = DISK_MEDIA_TYPE_RE.match(layer.media_type)
         labelled = annotated_format or (match.group("format") if match else None)
-        if (
-            labelled
-            and labelled != detected.format
-            and not (labelled == "vhd" and detected.format == formats.VHD)
-        ):
+        if labelled and labelled != detected.format and (labelled, detected.format) not in _ALIASES:
             raise UnsupportedFormat(
                 f"layer {layer.digest} is labelled {labelled} but its bytes are {detected.format}"
             )

@@ -158,7 +158,8 @@ compression:
   sample: gzip
 format:
   description:
-    - Disk format (C(raw), C(qcow2), C(vmdk), C(vpc), C(vhdx), C(iso)).
+    - Disk format (C(raw), C(qcow2), C(vmdk), C(vpc), C(vhdx), C(iso)). An C(iso) (ISO 9660)
+      disk is raw data and imported as it is.
     - Learned from the magic bytes of the disk's first 64 KiB, never from a file name.
   returned: success
   type: str

@@ -11,7 +11,16 @@ import pytest
 from tests.support.images import MiB, ensure_policy_json, make_disk, to_qcow2
 from tests.support.registry import Registry, start_registry
 
-REQUIRED_TOOLS = ("docker-registry", "skopeo", "umoci", "qemu-img", "openssl", "htpasswd", "zstd")
+REQUIRED_TOOLS = (
+    "docker-registry",
+    "skopeo",
+    "umoci",
+    "qemu-img",
+    "openssl",
+    "htpasswd",
+    "zstd",
+    "xorriso",
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -71,6 +71,22 @@ def to_qcow2(raw: Path, dest: Path, *extra: str) -> Path:
     return dest
 
 
+def make_iso(dest: Path, workdir: Path, files: int = 3, seed: int = 1) -> Path:
+    """An ISO 9660 image written by xorriso (as driver CDs such as virtio-win are made)
+    of a directory of ``files`` files of random bytes."""
+    rng = random.Random(seed)
+    tree = workdir / "iso-tree"
+    (tree / "drivers").mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (tree / "drivers" / f"driver{i}.sys").write_bytes(rng.randbytes(100 * 1024 + i))
+    subprocess.run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-V", "VIRTIO", "-J", "-o", str(dest), str(tree)],
+        check=True,
+        capture_output=True,
+    )
+    return dest
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

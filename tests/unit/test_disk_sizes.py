@@ -14,6 +14,7 @@ RAW = formats.FormatInfo(formats.RAW)
 QCOW2 = formats.FormatInfo(formats.QCOW2, 50)
 VHD = formats.FormatInfo(formats.VHD, 60)
 VHDX = formats.FormatInfo(formats.VHDX)
+ISO = formats.FormatInfo(formats.ISO)
 ZSTD_HEAD = zstandard.ZstdCompressor(write_content_size=True).compress(b"\0" * 70)[:32]
 
 
@@ -25,6 +26,7 @@ def _layer(annotations=None) -> Descriptor:
     ("detected", "virtual", "where"),
     [
         (RAW, 5, "size of disk/d.img in its tar header"),
+        (ISO, 5, "size of disk/d.img in its tar header"),  # raw data: the file is the disk
         (QCOW2, 50, "qcow2 header in the disk's first bytes"),
         (VHD, 60, "VHD footer in the disk's first bytes"),
         (VHDX, None, None),
@@ -62,6 +64,17 @@ def test_container_disk_sizes(detected, virtual, where):
             id="raw-zstd-frame",
         ),
         pytest.param({}, "gzip", RAW, b"", (None, None), (None, None), id="raw-gzip-bare"),
+        pytest.param(
+            {}, "none", ISO, b"",
+            (10, "layer size in the manifest (the layer is the uncompressed disk)"),
+            (10, "layer size in the manifest (the layer is the uncompressed disk)"),
+            id="iso-uncompressed",
+        ),
+        pytest.param(
+            {ANNOTATION_VIRTUAL_SIZE: "7"}, "gzip", ISO, b"",
+            (None, None), (7, f"layer annotation {ANNOTATION_VIRTUAL_SIZE}"),
+            id="iso-virtual-annotation",
+        ),
         pytest.param(
             {ANNOTATION_VIRTUAL_SIZE: "7"}, "zstd", QCOW2, b"",
             (None, None), (50, "qcow2 header in the disk's first bytes"),
