@@ -52,6 +52,10 @@ TAR_LAYER_TYPES = frozenset(
     )
 )
 
+#: Config media types of images a container runtime can run, as a containerDisk is run.
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+IMAGE_CONFIG_TYPES = frozenset((OCI_CONFIG, DOCKER_CONFIG))
+
 #: Our artifact type (manifest ``artifactType`` and config media type).
 ARTIFACT_TYPE = "application/vnd.vmdiskimage.disk.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.vmdiskimage.disk.config.v1+json"

@@ -11,6 +11,11 @@
   (ours or KubeVirt's, see :mod:`vmdiskimage.oci`) or by the
   :data:`~vmdiskimage.oci.ANNOTATION_FORMAT` annotation. The layer is the disk file itself,
   possibly gzip, zstd or xz compressed.
+* **a file pushed by oras**: ``oras push`` types every file it pushes as a plain tar
+  layer (``application/vnd.oci.image.layer.v1.tar``) under an empty config. A manifest
+  without an image config is no container image (a runtime cannot run it), so its tar
+  layer is a file, and the file's first bytes tell what it is: a tar (a containerDisk
+  layer, walked as one) or the disk itself (an artifact).
 
 :func:`inspect` reads the manifest and only the first bytes of the disk;
 :func:`open_disk` streams the whole disk and verifies every blob it read.
@@ -38,19 +43,24 @@ from .oci import (
     ANNOTATION_VIRTUAL_SIZE,
     DISK_MEDIA_TYPE_PREFIX,
     DISK_MEDIA_TYPE_RE,
+    IMAGE_CONFIG_TYPES,
     KUBEVIRT_MEDIA_TYPE_PREFIX,
     TAR_LAYER_TYPES,
     Descriptor,
+    Manifest,
     Platform,
     ResolvedImage,
 )
 from .reference import ImageReference
 from .registry import RegistryClient
 from .streams import Replay, drain, read_head
-from .tarwalk import TarBudget, TarEntry, TarReader
+from .tarwalk import HEADER_SIZE, TarBudget, TarEntry, TarReader, starts_a_tar
 
 CONTAINER_DISK = "containerDisk"
 ARTIFACT = "artifact"
+#: What :func:`classify` calls a tar-typed layer of a manifest that is no container
+#: image: its bytes decide whether it is a containerDisk layer or an artifact's disk.
+FILE = "file"
 
 HEAD_BYTES = formats.DETECT_BYTES
 #: The first bytes of a layer blob its compression is told from.
@@ -172,14 +182,30 @@ def _artifact_layer(layers: list[Descriptor]) -> Descriptor | None:
     return disks[0] if disks else None
 
 
+def is_container_image(manifest: Manifest) -> bool:
+    """Whether a container runtime could run the image: its config is an image config.
+
+    A containerDisk is run by the kubelet, so it has one; ``oras push`` writes an empty
+    config (``application/vnd.oci.empty.v1+json``, or ``application/vnd.unknown.config.v1+json``
+    with ``--image-spec v1.0``), and so do other artifact tools.
+    """
+    config = manifest.config
+    return config is not None and config.media_type in IMAGE_CONFIG_TYPES
+
+
 def classify(resolved: ResolvedImage) -> tuple[str, list[Descriptor]]:
-    """``(kind, layers)``: the artifact's disk layer, or the containerDisk's tar layers."""
+    """``(kind, layers)``: the artifact's disk layer, the containerDisk's tar layers, or
+    the one :data:`FILE` whose bytes decide."""
     layers = resolved.manifest.layers
     if not layers:
         raise DiskNotFound(f"image {resolved.reference} has no layers")
     disk = _artifact_layer(layers)
     if disk is not None:
         return ARTIFACT, [disk]
+    if not is_container_image(resolved.manifest):
+        files = [d for d in layers if d.media_type in TAR_LAYER_TYPES]
+        if len(files) == 1:
+            return FILE, files
     unknown = [d.media_type for d in layers if d.media_type not in TAR_LAYER_TYPES]
     if unknown:
         raise UnsupportedManifest(
@@ -202,10 +228,17 @@ class _Layer:
         try:
             self.head = self._ahead.peek(BLOB_HEAD_BYTES)
             self.compression = _layer_compression(layer, self.head)
-            self.data = compression.open_decompressed(self._ahead, self.compression)
+            self._decompressed = compression.open_decompressed(self._ahead, self.compression)
         except BaseException:
             self._ahead.close()
             raise
+        self.data: Any = self._decompressed
+
+    def sniff(self, size: int) -> bytes:
+        """The first ``size`` decompressed bytes; :attr:`data` hands them out again."""
+        head = read_head(self.data, size)
+        self.data = Replay(head, self.data)
+        return head
 
     def skip_rest(self) -> None:
         """Read the blob to its end, only hashed, never decompressed (verifies the digest)."""
@@ -213,7 +246,7 @@ class _Layer:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.data.close()
+            self._decompressed.close()
         self._ahead.close()
 
 
@@ -335,13 +368,17 @@ def _check_rest_of_layer(
 
 
 def _container_disk(
-    client: RegistryClient, resolved: ResolvedImage, layers: list[Descriptor]
+    client: RegistryClient,
+    resolved: ResolvedImage,
+    layers: list[Descriptor],
+    opened: _Layer | None = None,
 ) -> DiskStream:
+    """The disk of a containerDisk; ``opened`` is its top layer when already open."""
     repository = resolved.reference.repository
     hidden: set[str] = set()
     budget = TarBudget()
     for layer in reversed(layers):
-        source = _Layer(client, repository, layer)
+        source, opened = opened or _Layer(client, repository, layer), None
         try:
             tar = TarReader(source.data, budget)
             opaque = False
@@ -404,9 +441,14 @@ def _container_disk(
 _ALIASES = {("vhd", formats.VHD), (formats.RAW, formats.ISO)}
 
 
-def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
-    repository = resolved.reference.repository
-    source = _Layer(client, repository, layer)
+def _artifact(
+    client: RegistryClient,
+    resolved: ResolvedImage,
+    layer: Descriptor,
+    opened: _Layer | None = None,
+) -> DiskStream:
+    """The disk of an artifact; ``opened`` is its layer when already open."""
+    source = opened or _Layer(client, resolved.reference.repository, layer)
     try:
         file_size = artifact_file_size(layer, source.compression)
         declared = file_size[0]
@@ -442,11 +484,27 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
     return DiskStream(info, source, source.data, head)
 
 
+def _file(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
+    """A file pushed by oras: a tar is a containerDisk layer, anything else the disk."""
+    source = _Layer(client, resolved.reference.repository, layer)
+    try:
+        is_tar = starts_a_tar(source.sniff(HEADER_SIZE))
+    except BaseException:
+        source.close()
+        raise
+    log.info("layer %s is a file; its bytes are %s", layer.digest, "a tar" if is_tar else "a disk")
+    if is_tar:
+        return _container_disk(client, resolved, [layer], source)
+    return _artifact(client, resolved, layer, source)
+
+
 def open_disk(client: RegistryClient, resolved: ResolvedImage) -> DiskStream:
     """Open the disk of a resolved image for streaming (close the result when done)."""
     kind, layers = classify(resolved)
     if kind == ARTIFACT:
         return _artifact(client, resolved, layers[0])
+    if kind == FILE:
+        return _file(client, resolved, layers[0])
     return _container_disk(client, resolved, layers)
 
 

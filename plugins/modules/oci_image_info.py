@@ -14,7 +14,8 @@ version_added: 0.1.0
 description:
   - Resolves an image reference (tag or digest) in an OCI registry and describes the VM
     disk it holds - a KubeVirt containerDisk (a disk file under C(disk/) in a tar layer)
-    or an OCI artifact whose single layer is the disk.
+    or an OCI artifact whose single layer is the disk, such as a disk file pushed by
+    C(oras push).
   - Returns the manifest digest, the kind of source, the disk layer, its compression, the
     disk format and virtual size, and the platforms of an image index.
   - Reads the manifests and at most the first 64 KiB of the disk (after the tar header of
@@ -120,7 +121,9 @@ platforms:
   sample: [linux/amd64, linux/arm64]
 kind:
   description:
-    - C(containerDisk) or C(artifact), learned from the media types of the manifest's layers.
+    - C(containerDisk) or C(artifact), learned from the media types of the manifest's config
+      and layers; for a file pushed by C(oras push) (a plain tar layer under an empty
+      config), from its first bytes - a tar is a containerDisk layer, anything else the disk.
   returned: success
   type: str
   sample: containerDisk

@@ -1,8 +1,9 @@
 """Disks as other tools publish them, imported from a real registry: ISO containerDisks
-(driver CDs such as virtio-win)."""
+(driver CDs such as virtio-win), and files pushed by the oras CLI with its defaults."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,14 +13,20 @@ from tests.support.images import (
     MiB,
     compress_file,
     make_iso,
+    oras_push,
     push_crafted,
     skopeo_copy,
     umoci_container_disk,
 )
 from vmdiskimage import sources
 from vmdiskimage.populate import populate
+from vmdiskimage.reference import ImageReference
 
 pytestmark = pytest.mark.registry
+
+ORAS_LAYER = "application/vnd.oci.image.layer.v1.tar"
+ORAS_CONFIGS = ("application/vnd.oci.empty.v1+json", "application/vnd.unknown.config.v1+json")
+TITLE = "org.opencontainers.image.title"
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +88,66 @@ def test_iso_in_an_artifact_labelled_raw_is_accepted(plain_registry, iso, tmp_pa
         )
     assert (result.kind, result.source_format) == ("artifact", "iso")
     assert (tmp_path / "d.img").read_bytes() == iso.read_bytes()
+
+
+# -- oras push -----------------------------------------------------------------------
+
+
+def _tar_of_disk(disk: Path, dest: Path) -> Path:
+    """A containerDisk layer as GNU tar writes it: disk/disk.img, uid 107."""
+    root = dest.parent / "root"
+    (root / "disk").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(disk, root / "disk" / "disk.img")
+    subprocess.run(
+        ["tar", "-C", str(root), "--owner=107", "--group=107", "-cf", str(dest), "disk"],
+        check=True,
+    )
+    return dest
+
+
+#: name -> (file pushed, extra `oras push` arguments, kind, format, compression, disk path)
+ORAS_CASES = {
+    "raw": ("disk.img", (), "artifact", "raw", "none", "disk.img"),
+    "qcow2": ("fedora.qcow2", (), "artifact", "qcow2", "none", "fedora.qcow2"),
+    "image-spec-1.0": ("disk.img", ("--image-spec", "v1.0"), "artifact", "raw", "none", "disk.img"),
+    "gzip": ("disk.img.gz", (), "artifact", "raw", "gzip", "disk.img.gz"),
+    "zstd-qcow2": ("fedora.qcow2.zst", (), "artifact", "qcow2", "zstd", "fedora.qcow2.zst"),
+    "iso": ("virtio-win.iso", (), "artifact", "iso", "none", "virtio-win.iso"),
+    "containerdisk-tar": ("containerdisk.tar", (), "containerDisk", "raw", "none", "disk/disk.img"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def oras_images(oras, plain_registry, disks, iso, tmp_path_factory) -> dict[str, str]:
+    """Each of :data:`ORAS_CASES` pushed by `oras push`, as a user would."""
+    work = tmp_path_factory.mktemp("oras")
+    files = {
+        "disk.img": shutil.copyfile(disks["raw"], work / "disk.img"),
+        "fedora.qcow2": shutil.copyfile(disks["qcow2"], work / "fedora.qcow2"),
+        "disk.img.gz": compress_file(disks["raw"], work / "disk.img.gz", "gzip"),
+        "fedora.qcow2.zst": compress_file(disks["qcow2"], work / "fedora.qcow2.zst", "zstd"),
+        "virtio-win.iso": shutil.copyfile(iso, work / "virtio-win.iso"),
+        "containerdisk.tar": _tar_of_disk(disks["raw"], work / "cd" / "containerdisk.tar"),
+    }
+    return {
+        name: oras_push(oras, plain_registry, f"oras/disk:{name}", files[file], *extra)
+        for name, (file, extra, *_) in ORAS_CASES.items()
+    }
+
+
+@pytest.mark.parametrize("case", ORAS_CASES)
+def test_oras_push_with_its_defaults(oras_images, plain_registry, disks, iso, tmp_path, case):
+    file, _extra, kind, fmt, comp, path = ORAS_CASES[case]
+    target = tmp_path / "disk.img"
+    with plain_registry.client() as client:
+        manifest = client.resolve(ImageReference.parse(oras_images[case])).manifest
+        info = sources.inspect(client, oras_images[case])
+        result = populate(oras_images[case], target, client=client)
+    # What oras wrote: no image config, one plain tar layer named after the file.
+    assert manifest.config.media_type in ORAS_CONFIGS
+    (layer,) = manifest.layers
+    assert (layer.media_type, layer.annotations[TITLE]) == (ORAS_LAYER, file)
+    assert (info.kind, info.format, info.compression, info.disk_path) == (kind, fmt, comp, path)
+    expected = iso if fmt == "iso" else disks["raw"]
+    assert (result.kind, result.source_format) == (kind, fmt)
+    assert target.read_bytes() == expected.read_bytes()

@@ -162,6 +162,19 @@ def skopeo_copy(src: str, registry, dest: str, *extra: str) -> None:  # type: ig
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr}")
 
 
+def oras_push(oras: str, registry, dest: str, path: Path, *extra: str) -> str:  # type: ignore[no-untyped-def]
+    """``oras push <registry>/<dest> <file>`` as users run it, with oras's defaults, from the
+    file's directory (the layer's ``org.opencontainers.image.title`` is the path given).
+    Returns the reference."""
+    assert not registry.tls and not registry.auth, "oras_push talks to plain registries"
+    ref = f"{registry.url}/{dest}"
+    cmd = [oras, "push", "--plain-http", "--no-tty", *extra, ref, path.name]
+    proc = subprocess.run(cmd, cwd=path.parent, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr}")
+    return ref
+
+
 def umoci_container_disk(layout: Path, tag: str, steps: list[tuple[str, ...]]) -> str:
     """Build a containerDisk with umoci; each step is ``(source, target)``, or
     ``("--whiteout", target)``, and becomes one layer. Returns ``oci:<layout>:<tag>``."""
