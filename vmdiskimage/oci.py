@@ -72,6 +72,10 @@ ANNOTATION_FORMAT = "vm.example.com/disk.format"
 ANNOTATION_VIRTUAL_SIZE = "vm.example.com/disk.virtual-size"
 ANNOTATION_UNCOMPRESSED_SIZE = "vm.example.com/disk.uncompressed-size"
 ANNOTATION_TITLE = "org.opencontainers.image.title"
+#: KubeVirt's VM export (one ``raw+zstd`` layer per volume): the volume's name, and the
+#: size of its disk file as a Kubernetes quantity (``10Gi``).
+ANNOTATION_KUBEVIRT_DISK_NAME = "io.kubevirt.disk.name"
+ANNOTATION_KUBEVIRT_DISK_SIZE = "io.kubevirt.disk.size"
 
 
 def disk_media_type(fmt: str, comp: str) -> str:

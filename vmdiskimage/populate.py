@@ -74,6 +74,7 @@ class PopulateResult:
     decoder: str = DECODER_STREAM  # stream: one pass into the target; scratch: qemu-img
     scratch_bytes: int = 0  # bytes the scratch file took on disk
     scratch_reason: str | None = None  # why a qcow2 source took the scratch path
+    disk_name: str | None = None  # the name of the artifact's disk layer, if it has one
 
     def to_message(self) -> dict[str, Any]:
         data = asdict(self)
@@ -304,6 +305,7 @@ def populate(
     target_size: str | int | None = None,
     target_format: str = formats.RAW,
     platform: str | Platform | None = None,
+    disk_name: str | None = None,
     registry: RegistryOptions = DEFAULT_OPTIONS,
     scratch_dir: str | Path | None = None,
     progress: Progress | None = None,
@@ -311,6 +313,7 @@ def populate(
 ) -> PopulateResult:
     """Import the disk of image ``source`` into ``target`` (a file, directory or device).
 
+    ``disk_name`` picks the disk of an image that holds several (a KubeVirt VM export).
     ``registry`` says how to reach the image's registry, unless a ``client`` is given.
     """
     started = time.monotonic()
@@ -328,7 +331,7 @@ def populate(
         progress.set_phase("ImageFetching")
         resolved = client.resolve(reference, platform)
         target_path = resolve_target(target)
-        disk = open_disk(client, resolved)
+        disk = open_disk(client, resolved, disk_name)
         try:
             _check_source(disk)
             info = disk.info
@@ -356,7 +359,7 @@ def populate(
                             )
                             if exc.restart:
                                 disk.close()
-                                disk = open_disk(client, resolved)
+                                disk = open_disk(client, resolved, disk_name)
                                 _check_source(disk)
                     if not streamed:
                         decoder = DECODER_SCRATCH
@@ -396,6 +399,7 @@ def populate(
         decoder=decoder,
         scratch_bytes=scratch_bytes,
         scratch_reason=scratch_reason,
+        disk_name=info.disk_name,
     )
 
 
@@ -428,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--platform", default=env("VDI_PLATFORM"), help="os/arch[/variant] [VDI_PLATFORM]"
+    )
+    parser.add_argument(
+        "--disk-name",
+        default=env("VDI_DISK_NAME") or None,
+        help="the disk to import from an image that holds several, by the name its layer "
+        "goes by (io.kubevirt.disk.name, else org.opencontainers.image.title) [VDI_DISK_NAME]",
     )
     parser.add_argument(
         "--pull-secret",
@@ -486,6 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target_size=args.target_size,
             target_format=args.format,
             platform=args.platform,
+            disk_name=args.disk_name or None,
             registry=RegistryOptions(
                 docker_config=args.pull_secret,
                 ca_file=args.ca_file,

@@ -7,10 +7,11 @@
   merged filesystem resolves them, so a whiteout in an upper layer hides a disk below it
   and the disk layer itself streams in one pass. Links, devices, ``..`` paths and
   sparse tar entries are refused as the disk.
-* **artifact**: a manifest with exactly one disk layer, recognised by media type
-  (ours or KubeVirt's, see :mod:`vmdiskimage.oci`) or by the
+* **artifact**: a manifest with a disk layer, recognised by media type (ours or
+  KubeVirt's, see :mod:`vmdiskimage.oci`) or by the
   :data:`~vmdiskimage.oci.ANNOTATION_FORMAT` annotation. The layer is the disk file itself,
-  possibly gzip, zstd or xz compressed.
+  possibly gzip, zstd or xz compressed. A KubeVirt VM export holds one layer per volume;
+  the disk to import is then chosen by name (:func:`disk_name`).
 * **a file pushed by oras**: ``oras push`` types every file it pushes as a plain tar
   layer (``application/vnd.oci.image.layer.v1.tar``) under an empty config. A manifest
   without an image config is no container image (a runtime cannot run it), so its tar
@@ -29,15 +30,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import compression, formats
+from . import compression, formats, sizing
 from .errors import (
+    DiskNameRequired,
     DiskNotFound,
+    InvalidArgument,
     UnsafeDisk,
     UnsupportedFormat,
     UnsupportedManifest,
 )
 from .oci import (
     ANNOTATION_FORMAT,
+    ANNOTATION_KUBEVIRT_DISK_NAME,
+    ANNOTATION_KUBEVIRT_DISK_SIZE,
     ANNOTATION_TITLE,
     ANNOTATION_UNCOMPRESSED_SIZE,
     ANNOTATION_VIRTUAL_SIZE,
@@ -88,6 +93,8 @@ class DiskInfo:
     annotations: dict[str, str] = field(default_factory=dict)
     #: Where ``virtual_size`` and ``disk_size`` were read, for each one known.
     sizes_from: dict[str, str] = field(default_factory=dict)
+    #: The name the disk layer of an artifact goes by (:func:`disk_name`), if any.
+    disk_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -124,10 +131,14 @@ def container_disk_sizes(
 
 
 def artifact_file_size(layer: Descriptor, comp: str) -> Size:
-    """The disk file's size an artifact layer declares: annotated, or the uncompressed layer."""
+    """The disk file's size an artifact layer declares: annotated (ours, or KubeVirt's
+    quantity), or the uncompressed layer."""
     declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
     if declared is not None:
         return declared, f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"
+    exported = _quantity_annotation(layer.annotations, ANNOTATION_KUBEVIRT_DISK_SIZE)
+    if exported is not None:
+        return exported, f"layer annotation {ANNOTATION_KUBEVIRT_DISK_SIZE}"
     if comp == compression.NONE:
         return layer.size, "layer size in the manifest (the layer is the uncompressed disk)"
     return UNKNOWN
@@ -171,15 +182,68 @@ def _int_annotation(annotations: dict[str, str], key: str) -> int | None:
     return number
 
 
-def _artifact_layer(layers: list[Descriptor]) -> Descriptor | None:
-    disks = [
+def _quantity_annotation(annotations: dict[str, str], key: str) -> int | None:
+    value = annotations.get(key)
+    if value is None:
+        return None
+    try:
+        return sizing.parse_quantity(value)
+    except InvalidArgument as exc:
+        raise UnsupportedManifest(
+            f"annotation {key}={value!r} is not a size such as 10Gi or 10737418240"
+        ) from exc
+
+
+def disk_name(layer: Descriptor) -> str | None:
+    """The name a disk layer goes by: its KubeVirt volume name, else its file name."""
+    annotations = layer.annotations
+    return annotations.get(ANNOTATION_KUBEVIRT_DISK_NAME) or annotations.get(ANNOTATION_TITLE)
+
+
+def _names(layers: list[Descriptor]) -> str:
+    """The layers' names, for a message: ``'rootdisk' and 'datadisk'``."""
+    names = [repr(n) for d in layers if (n := disk_name(d))]
+    unnamed = len(layers) - len(names)
+    if unnamed:
+        names.append(
+            ("a layer" if unnamed == 1 else f"{unnamed} layers")
+            + f" without a name ({ANNOTATION_KUBEVIRT_DISK_NAME} or {ANNOTATION_TITLE})"
+        )
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _pick(layers: list[Descriptor], name: str | None, resolved: ResolvedImage) -> Descriptor:
+    """The disk layer named ``name``; without a name, the only one there is."""
+    names = [disk_name(d) for d in layers]
+    if name is None:
+        if len(layers) == 1:
+            return layers[0]
+        raise DiskNameRequired(
+            f"image {resolved.reference} holds {len(layers)} disks, {_names(layers)}: "
+            "name the one to import (spec.diskName, or --disk-name)",
+            disk_names=names,
+        )
+    chosen = [d for d, n in zip(layers, names, strict=True) if n == name]
+    if not chosen:
+        raise DiskNotFound(
+            f"image {resolved.reference} holds no disk named {name!r}; "
+            f"{'its disk is' if len(layers) == 1 else 'its disks are'} {_names(layers)}",
+            disk_names=names,
+        )
+    if len(chosen) > 1:
+        raise UnsupportedManifest(
+            f"image {resolved.reference} holds {len(chosen)} disk layers named {name!r}",
+            disk_names=names,
+        )
+    return chosen[0]
+
+
+def _disk_layers(layers: list[Descriptor]) -> list[Descriptor]:
+    return [
         d
         for d in layers
         if DISK_MEDIA_TYPE_RE.match(d.media_type) or ANNOTATION_FORMAT in d.annotations
     ]
-    if len(disks) > 1:
-        raise UnsupportedManifest(f"the artifact has {len(disks)} disk layers; expected one")
-    return disks[0] if disks else None
 
 
 def is_container_image(manifest: Manifest) -> bool:
@@ -193,25 +257,31 @@ def is_container_image(manifest: Manifest) -> bool:
     return config is not None and config.media_type in IMAGE_CONFIG_TYPES
 
 
-def classify(resolved: ResolvedImage) -> tuple[str, list[Descriptor]]:
-    """``(kind, layers)``: the artifact's disk layer, the containerDisk's tar layers, or
-    the one :data:`FILE` whose bytes decide."""
+def classify(resolved: ResolvedImage, name: str | None = None) -> tuple[str, list[Descriptor]]:
+    """``(kind, layers)``: the artifact's disk layer, the :data:`FILE` whose bytes decide,
+    or the containerDisk's tar layers. ``name`` picks one of several disk layers or files
+    (:func:`disk_name`); a containerDisk has one disk and takes no name."""
     layers = resolved.manifest.layers
     if not layers:
         raise DiskNotFound(f"image {resolved.reference} has no layers")
-    disk = _artifact_layer(layers)
-    if disk is not None:
-        return ARTIFACT, [disk]
+    disks = _disk_layers(layers)
+    if disks:
+        return ARTIFACT, [_pick(disks, name, resolved)]
     if not is_container_image(resolved.manifest):
         files = [d for d in layers if d.media_type in TAR_LAYER_TYPES]
-        if len(files) == 1:
-            return FILE, files
+        if files:
+            return FILE, [_pick(files, name, resolved)]
     unknown = [d.media_type for d in layers if d.media_type not in TAR_LAYER_TYPES]
     if unknown:
         raise UnsupportedManifest(
             f"image {resolved.reference} is neither a containerDisk (layer media types "
             f"{', '.join(sorted(set(unknown)))} are not tar layers) nor a disk artifact "
             f"(no layer of type {DISK_MEDIA_TYPE_PREFIX}* or {KUBEVIRT_MEDIA_TYPE_PREFIX}*)"
+        )
+    if name is not None:
+        raise DiskNotFound(
+            f"image {resolved.reference} is a containerDisk, whose one disk is the file under "
+            f"disk/; the disk name {name!r} only picks a layer of an artifact, so leave it out"
         )
     return CONTAINER_DISK, layers
 
@@ -477,6 +547,7 @@ def _artifact(
             external_file=detected.external_file,
             annotations=dict(layer.annotations),
             sizes_from=_sizes_from(virtual, file_size),
+            disk_name=disk_name(layer),
         )
     except BaseException:
         source.close()
@@ -498,9 +569,12 @@ def _file(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) ->
     return _artifact(client, resolved, layer, source)
 
 
-def open_disk(client: RegistryClient, resolved: ResolvedImage) -> DiskStream:
-    """Open the disk of a resolved image for streaming (close the result when done)."""
-    kind, layers = classify(resolved)
+def open_disk(
+    client: RegistryClient, resolved: ResolvedImage, name: str | None = None
+) -> DiskStream:
+    """Open the disk of a resolved image (the one ``name`` names, if the image holds
+    several) for streaming; close the result when done."""
+    kind, layers = classify(resolved, name)
     if kind == ARTIFACT:
         return _artifact(client, resolved, layers[0])
     if kind == FILE:
@@ -512,8 +586,10 @@ def inspect(
     client: RegistryClient,
     reference: ImageReference | str,
     platform: Platform | str | None = None,
+    name: str | None = None,
 ) -> DiskInfo:
-    """Resolve ``reference`` and describe its disk, reading only its first bytes.
+    """Resolve ``reference`` and describe its disk (the one ``name`` names, if it holds
+    several), reading only its first bytes.
 
     The manifest (and index) digests are verified; the disk layer is not read to its end,
     so its digest is checked only by a full :func:`open_disk` + :meth:`DiskStream.finish`.
@@ -521,5 +597,5 @@ def inspect(
     if isinstance(reference, str):
         reference = ImageReference.parse(reference)
     resolved = client.resolve(reference, platform)
-    with open_disk(client, resolved) as disk:
+    with open_disk(client, resolved, name) as disk:
         return disk.info

@@ -1,15 +1,19 @@
 """Disks as other tools publish them, imported from a real registry: ISO containerDisks
-(driver CDs such as virtio-win), and files pushed by the oras CLI with its defaults."""
+(driver CDs such as virtio-win), files pushed by the oras CLI with its defaults, and
+KubeVirt VM exports with one layer per volume."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.images import (
+    Layout,
     MiB,
     compress_file,
     make_iso,
@@ -18,7 +22,8 @@ from tests.support.images import (
     skopeo_copy,
     umoci_container_disk,
 )
-from vmdiskimage import sources
+from tests.support.measure import run_populate
+from vmdiskimage import errors, sources
 from vmdiskimage.populate import populate
 from vmdiskimage.reference import ImageReference
 
@@ -151,3 +156,105 @@ def test_oras_push_with_its_defaults(oras_images, plain_registry, disks, iso, tm
     expected = iso if fmt == "iso" else disks["raw"]
     assert (result.kind, result.source_format) == (kind, fmt)
     assert target.read_bytes() == expected.read_bytes()
+
+
+# -- KubeVirt VM exports -------------------------------------------------------------
+
+VM_ARTIFACT = "application/vnd.kubevirt.virtualmachine.v1"
+VM_CONFIG = "application/vnd.kubevirt.virtualmachine.config.v1+json"
+EXPORT_LAYER = "application/vnd.kubevirt.disk.raw+zstd"
+
+
+@pytest.fixture(scope="module")
+def vm_export(plain_registry, disks, tmp_path_factory) -> str:
+    """A VM exported the way KubeVirt writes it (VEP 256): an image index for linux/amd64,
+    a manifest of artifactType virtualmachine.v1 with the VM as its config, and one raw+zstd
+    layer per volume named by io.kubevirt.disk.name and sized by io.kubevirt.disk.size."""
+    work = tmp_path_factory.mktemp("vm-export")
+    layout = Layout(work / "layout")
+    layers = []
+    for volume, disk in (("rootdisk", disks["raw"]), ("datadisk", disks["other"])):
+        # zstd from a pipe, as a streaming encoder writes it: no content size in the frame.
+        with open(disk, "rb") as src:
+            blob = subprocess.run(["zstd", "-q", "-c"], stdin=src, capture_output=True).stdout
+        size = f"{disk.stat().st_size // MiB}Mi"
+        annotations = {
+            "io.kubevirt.disk.name": volume,
+            "io.kubevirt.disk.size": size,
+            "org.opencontainers.image.title": f"{volume}.raw.zst",
+        }
+        layers.append(layout.blob(blob, EXPORT_LAYER, annotations=annotations))
+    vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "vm"}}
+    config = layout.blob(json.dumps(vm).encode(), VM_CONFIG)
+    manifest = layout.manifest(layers, config, artifactType=VM_ARTIFACT)
+    platform = {"os": "linux", "architecture": "amd64"}
+    layout.tag(layout.image_index([{**manifest, "platform": platform}]), "export")
+    skopeo_copy(f"oci:{layout.path}:export", plain_registry, "export/vm:1", "--all")
+    return f"{plain_registry.url}/export/vm:1"
+
+
+@pytest.mark.parametrize(("volume", "disk"), [("rootdisk", "raw"), ("datadisk", "other")])
+def test_vm_export_disk_is_picked_by_name_and_sized_from_its_annotation(
+    plain_registry, disks, vm_export, tmp_path, volume, disk
+):
+    target = tmp_path / "disk.img"
+    with plain_registry.client() as client:
+        info = sources.inspect(client, vm_export, name=volume)
+        result = populate(vm_export, target, disk_name=volume, client=client)
+    size = disks[disk].stat().st_size
+    assert (info.kind, info.format, info.compression, info.disk_name) == (
+        "artifact",
+        "raw",
+        "zstd",
+        volume,
+    )
+    # Sized from the manifest alone: the zstd frames do not say.
+    assert info.virtual_size == info.disk_size == size
+    assert info.sizes_from["virtual_size"] == "layer annotation io.kubevirt.disk.size"
+    assert result.disk_name == volume
+    assert target.read_bytes() == disks[disk].read_bytes()
+
+
+def test_vm_export_without_a_disk_name_names_its_disks(vm_export, tmp_path):
+    run = run_populate(
+        [f"--source={vm_export}", f"--target={tmp_path / 'disk.img'}", "--plain-http"],
+        tmp_path / "run",
+    )
+    assert run.returncode == 1, run.stderr
+    assert run.message["reason"] == "DiskNameRequired"
+    assert "holds 2 disks, 'rootdisk' and 'datadisk'" in run.message["message"]
+    assert run.message["disk_names"] == ["rootdisk", "datadisk"]
+    assert not (tmp_path / "disk.img").exists()
+
+
+def test_vm_export_disk_named_on_the_command_line(disks, vm_export, tmp_path):
+    target = tmp_path / "disk.img"
+    run = run_populate(
+        [f"--source={vm_export}", f"--target={target}", "--plain-http", "--disk-name=datadisk"],
+        tmp_path / "run",
+    )
+    assert run.returncode == 0, run.stderr
+    assert (run.message["result"], run.message["diskName"]) == ("Succeeded", "datadisk")
+    assert target.read_bytes() == disks["other"].read_bytes()
+
+
+def test_vm_export_disk_name_that_is_not_there_lists_the_names(plain_registry, vm_export):
+    with plain_registry.client() as client, pytest.raises(errors.DiskNotFound) as exc:
+        sources.inspect(client, vm_export, name="swap")
+    assert "no disk named 'swap'; its disks are 'rootdisk' and 'datadisk'" in exc.value.message
+
+
+def test_vmdiskimage_inspect_names_the_disk(disks, vm_export):
+    command = [
+        str(Path(sys.executable).parent / "vmdiskimage"),
+        "inspect",
+        vm_export,
+        "--plain-http",
+    ]
+    named = subprocess.run([*command, "--disk-name", "datadisk"], capture_output=True, text=True)
+    assert named.returncode == 0, named.stderr
+    info = json.loads(named.stdout)
+    assert (info["disk_name"], info["virtual_size"]) == ("datadisk", disks["other"].stat().st_size)
+    unnamed = subprocess.run(command, capture_output=True, text=True)
+    assert unnamed.returncode == 1
+    assert "DiskNameRequired" in unnamed.stderr and "'rootdisk' and 'datadisk'" in unnamed.stderr

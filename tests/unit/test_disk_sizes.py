@@ -6,7 +6,13 @@ import pytest
 import zstandard
 
 from vmdiskimage import formats, sources
-from vmdiskimage.oci import ANNOTATION_UNCOMPRESSED_SIZE, ANNOTATION_VIRTUAL_SIZE, Descriptor
+from vmdiskimage.errors import UnsupportedManifest
+from vmdiskimage.oci import (
+    ANNOTATION_KUBEVIRT_DISK_SIZE,
+    ANNOTATION_UNCOMPRESSED_SIZE,
+    ANNOTATION_VIRTUAL_SIZE,
+    Descriptor,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -65,6 +71,25 @@ def test_container_disk_sizes(detected, virtual, where):
         ),
         pytest.param({}, "gzip", RAW, b"", (None, None), (None, None), id="raw-gzip-bare"),
         pytest.param(
+            {ANNOTATION_KUBEVIRT_DISK_SIZE: "4Mi"}, "zstd", RAW, ZSTD_HEAD,
+            (4 << 20, f"layer annotation {ANNOTATION_KUBEVIRT_DISK_SIZE}"),
+            (4 << 20, f"layer annotation {ANNOTATION_KUBEVIRT_DISK_SIZE}"),
+            id="kubevirt-export-quantity",
+        ),
+        pytest.param(
+            {ANNOTATION_KUBEVIRT_DISK_SIZE: "3000001"}, "zstd", RAW, b"",
+            (3000001, f"layer annotation {ANNOTATION_KUBEVIRT_DISK_SIZE}"),
+            (3000001, f"layer annotation {ANNOTATION_KUBEVIRT_DISK_SIZE}"),
+            id="kubevirt-export-bytes",
+        ),
+        pytest.param(
+            {ANNOTATION_UNCOMPRESSED_SIZE: "5", ANNOTATION_KUBEVIRT_DISK_SIZE: "4Mi"}, "zstd",
+            RAW, b"",
+            (5, f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"),
+            (5, f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"),
+            id="ours-before-kubevirt",
+        ),
+        pytest.param(
             {}, "none", ISO, b"",
             (10, "layer size in the manifest (the layer is the uncompressed disk)"),
             (10, "layer size in the manifest (the layer is the uncompressed disk)"),
@@ -86,3 +111,10 @@ def test_artifact_sizes(annotations, comp, detected, head, file_size, virtual):
     layer = _layer(annotations)
     assert sources.artifact_file_size(layer, comp) == file_size
     assert sources.artifact_virtual_size(layer, comp, detected, file_size, head) == virtual
+
+
+@pytest.mark.parametrize("value", ["lots", "-1Gi", "10 Gi", ""])
+def test_a_kubevirt_size_that_is_no_quantity_is_refused(value):
+    layer = _layer({ANNOTATION_KUBEVIRT_DISK_SIZE: value})
+    with pytest.raises(UnsupportedManifest, match=f"{ANNOTATION_KUBEVIRT_DISK_SIZE}='{value}'"):
+        sources.artifact_file_size(layer, "zstd")
