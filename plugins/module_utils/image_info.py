@@ -52,6 +52,7 @@ def result_from(info, platforms, chosen_platform):
         virtual_size=info.get("virtual_size"),
         disk_size=info.get("disk_size"),
         disk_path=info.get("disk_path"),
+        disk_name=info.get("disk_name"),
         has_backing_file=bool(info.get("has_backing_file")),
         learned_from=learned_from(info),
     )

@@ -37,6 +37,16 @@ options:
     description: Platform picked from an image index, C(os/architecture[/variant]).
     type: str
     default: linux/amd64
+  disk_name:
+    description:
+      - The disk to describe in an image that holds several, such as a KubeVirt VM export
+        (one layer per volume), by the name its layer goes by - its C(io.kubevirt.disk.name)
+        annotation, else its C(org.opencontainers.image.title).
+      - Unset means the image must hold one disk; several fail with reason
+        C(DiskNameRequired), a name no layer goes by with C(DiskNotFound), and both list
+        the names in RV(disk_names).
+      - A containerDisk holds one disk, the file under C(disk/), and takes no name.
+    type: str
   auth_file:
     description:
       - Path of a dockerconfigjson file (the C(.dockerconfigjson) key of a
@@ -81,6 +91,11 @@ EXAMPLES = r"""
   vm_example.vmdiskimage.oci_image_info:
     image: quay.io/containerdisks/fedora:41
   register: __image
+
+- name: Inspect the data disk of a VM exported by KubeVirt
+  vm_example.vmdiskimage.oci_image_info:
+    image: registry.example.com/exports/db-vm:2024-10-01
+    disk_name: datadisk
 
 - name: Inspect a private artifact for arm64 with a pull secret and a private CA
   vm_example.vmdiskimage.oci_image_info:
@@ -189,6 +204,22 @@ disk_path:
   returned: success
   type: str
   sample: disk/fedora.qcow2
+disk_name:
+  description:
+    - The name the artifact's disk layer goes by (C(io.kubevirt.disk.name), else
+      C(org.opencontainers.image.title)); null for a containerDisk or an unnamed layer.
+  returned: success
+  type: str
+  sample: datadisk
+disk_names:
+  description:
+    - Names of the image's disk layers (null for an unnamed one), when it holds several
+      and none was asked for (C(DiskNameRequired)), or none has the name asked for
+      (C(DiskNotFound)).
+  returned: failure
+  type: list
+  elements: str
+  sample: [rootdisk, datadisk]
 has_backing_file:
   description: Whether a qcow2/vmdk header names a backing file (such disks are refused on import).
   returned: success
@@ -235,6 +266,7 @@ except ImportError:
 ARGUMENT_SPEC = dict(
     image=dict(type="str", required=True, aliases=["reference"]),
     platform=dict(type="str", default="linux/amd64"),
+    disk_name=dict(type="str"),
     auth_file=dict(type="path"),
     ca_file=dict(type="path"),
     validate_certs=dict(type="bool", default=True),
@@ -257,7 +289,7 @@ def inspect(params):
         reference, options, timeout=params["timeout"], max_wait=params["timeout"]
     )
     with client:
-        info = sources.inspect(client, reference, platform)
+        info = sources.inspect(client, reference, platform, params["disk_name"] or None)
         platforms = []
         if info.index_digest:
             index = client.get_manifest(reference.repository, info.index_digest)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.images import (
-    Layout,
     MiB,
     compress_file,
+    kubevirt_vm_export,
     make_iso,
     oras_push,
     push_crafted,
@@ -160,36 +160,13 @@ def test_oras_push_with_its_defaults(oras_images, plain_registry, disks, iso, tm
 
 # -- KubeVirt VM exports -------------------------------------------------------------
 
-VM_ARTIFACT = "application/vnd.kubevirt.virtualmachine.v1"
-VM_CONFIG = "application/vnd.kubevirt.virtualmachine.config.v1+json"
-EXPORT_LAYER = "application/vnd.kubevirt.disk.raw+zstd"
-
 
 @pytest.fixture(scope="module")
 def vm_export(plain_registry, disks, tmp_path_factory) -> str:
-    """A VM exported the way KubeVirt writes it (VEP 256): an image index for linux/amd64,
-    a manifest of artifactType virtualmachine.v1 with the VM as its config, and one raw+zstd
-    layer per volume named by io.kubevirt.disk.name and sized by io.kubevirt.disk.size."""
-    work = tmp_path_factory.mktemp("vm-export")
-    layout = Layout(work / "layout")
-    layers = []
-    for volume, disk in (("rootdisk", disks["raw"]), ("datadisk", disks["other"])):
-        # zstd from a pipe, as a streaming encoder writes it: no content size in the frame.
-        with open(disk, "rb") as src:
-            blob = subprocess.run(["zstd", "-q", "-c"], stdin=src, capture_output=True).stdout
-        size = f"{disk.stat().st_size // MiB}Mi"
-        annotations = {
-            "io.kubevirt.disk.name": volume,
-            "io.kubevirt.disk.size": size,
-            "org.opencontainers.image.title": f"{volume}.raw.zst",
-        }
-        layers.append(layout.blob(blob, EXPORT_LAYER, annotations=annotations))
-    vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "vm"}}
-    config = layout.blob(json.dumps(vm).encode(), VM_CONFIG)
-    manifest = layout.manifest(layers, config, artifactType=VM_ARTIFACT)
-    platform = {"os": "linux", "architecture": "amd64"}
-    layout.tag(layout.image_index([{**manifest, "platform": platform}]), "export")
-    skopeo_copy(f"oci:{layout.path}:export", plain_registry, "export/vm:1", "--all")
+    """A VM exported by KubeVirt with two volumes: rootdisk (4 MiB) and datadisk (3 MiB)."""
+    layout = tmp_path_factory.mktemp("vm-export") / "layout"
+    volumes = {"rootdisk": disks["raw"], "datadisk": disks["other"]}
+    skopeo_copy(kubevirt_vm_export(layout, volumes), plain_registry, "export/vm:1", "--all")
     return f"{plain_registry.url}/export/vm:1"
 
 
