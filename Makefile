@@ -65,7 +65,7 @@ test-unit: venv collection-link ## Unit tests: pure logic, no services.
 	$(PYTEST) -m unit
 
 .PHONY: test-registry
-test-registry: venv collection-link ## Registry tier: real docker-registry (plain, TLS, basic, token), skopeo, umoci, qemu-img.
+test-registry: venv collection-link ## Registry tier: real docker-registry (plain, TLS, basic, token), skopeo, umoci, oras (built by hack/oras.sh), qemu-img, xorriso.
 	$(PYTEST) -m registry
 
 .PHONY: test-sanity

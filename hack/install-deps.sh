@@ -5,6 +5,8 @@ set -euo pipefail
 packages=(
   # registry tier: the registry, image tools, disk tools
   docker-registry skopeo umoci qemu-utils zstd xz-utils apache2-utils openssl
+  # ISO 9660 images, as driver CDs (virtio-win) are published in containerDisks
+  xorriso
   # local cluster and image builds (hack/cluster)
   buildah containerd runc containernetworking-plugins debootstrap iproute2 iptables
   conntrack socat ethtool e2fsprogs util-linux curl tar time

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="describe an image's disk (reads only its first bytes)")
     i.add_argument("reference")
     i.add_argument("--platform", default=None)
+    i.add_argument("--disk-name", help="the disk of an image that holds several, by name")
     _add_registry_options(i)
     return parser
 
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 print(json.dumps(asdict(result), indent=2))
             else:
-                info = sources.inspect(client, reference, args.platform)
+                info = sources.inspect(client, reference, args.platform, args.disk_name)
                 print(json.dumps(info.to_dict(), indent=2))
     except VMDiskImageError as exc:
         print(f"vmdiskimage: {exc.reason}: {escape_control(exc.message)}", file=sys.stderr)

@@ -97,6 +97,12 @@ class DiskNotFound(VMDiskImageError):
     reason = "DiskNotFound"
 
 
+class DiskNameRequired(VMDiskImageError):
+    """The image holds several disks (a KubeVirt VM export) and none was named."""
+
+    reason = "DiskNameRequired"
+
+
 class UnsafeDisk(VMDiskImageError):
     """The image tries to smuggle a link, device or path outside ``disk/`` in as the disk."""
 

@@ -43,6 +43,9 @@ VHD = "vpc"  # qemu-img's name for VHD
 VHDX = "vhdx"
 ISO = "iso"
 TARGET_FORMATS = (RAW, QCOW2, VMDK)
+#: Formats whose bytes are the disk itself, copied as they are: an ISO 9660 image (a
+#: driver or installer CD, such as virtio-win) is raw data to qemu and to a VM.
+RAW_DATA_FORMATS = (RAW, ISO)
 
 #: Bytes of the disk needed to detect its format (the ISO signature is at 32 KiB).
 DETECT_BYTES = 64 * 1024
@@ -181,6 +184,11 @@ def detect(head: bytes) -> FormatInfo:
     if len(head) >= 0x8006 and head[0x8001:0x8006] == b"CD001":
         return FormatInfo(ISO)
     return FormatInfo(RAW)
+
+
+def qemu_format(fmt: str) -> str:
+    """The qemu-img driver that reads a disk of the detected format ``fmt``."""
+    return RAW if fmt in RAW_DATA_FORMATS else fmt
 
 
 def _limits(

@@ -57,6 +57,10 @@ TAR_LAYER_TYPES = frozenset(
     )
 )
 
+#: Config media types of images a container runtime can run, as a containerDisk is run.
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+IMAGE_CONFIG_TYPES = frozenset((OCI_CONFIG, DOCKER_CONFIG))
+
 #: Our artifact type (manifest ``artifactType`` and config media type).
 ARTIFACT_TYPE = "application/vnd.vmdiskimage.disk.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.vmdiskimage.disk.config.v1+json"
@@ -73,6 +77,10 @@ ANNOTATION_FORMAT = "vm.example.com/disk.format"
 ANNOTATION_VIRTUAL_SIZE = "vm.example.com/disk.virtual-size"
 ANNOTATION_UNCOMPRESSED_SIZE = "vm.example.com/disk.uncompressed-size"
 ANNOTATION_TITLE = "org.opencontainers.image.title"
+#: KubeVirt's VM export (one ``raw+zstd`` layer per volume): the volume's name, and the
+#: size of its disk file as a Kubernetes quantity (``10Gi``).
+ANNOTATION_KUBEVIRT_DISK_NAME = "io.kubevirt.disk.name"
+ANNOTATION_KUBEVIRT_DISK_SIZE = "io.kubevirt.disk.size"
 
 
 def disk_media_type(fmt: str, comp: str) -> str:

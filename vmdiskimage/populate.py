@@ -45,7 +45,13 @@ log = logging.getLogger("vmdiskimage.populate")
 
 DISK_FILE_NAME = "disk.img"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-SUPPORTED_SOURCE_FORMATS = (formats.RAW, formats.QCOW2, formats.VMDK, formats.VHD, formats.VHDX)
+SUPPORTED_SOURCE_FORMATS = (
+    *formats.RAW_DATA_FORMATS,
+    formats.QCOW2,
+    formats.VMDK,
+    formats.VHD,
+    formats.VHDX,
+)
 DECODER_STREAM = "stream"
 DECODER_SCRATCH = "scratch"
 
@@ -68,6 +74,7 @@ class PopulateResult:
     decoder: str = DECODER_STREAM  # stream: one pass into the target; scratch: qemu-img
     scratch_bytes: int = 0  # bytes the scratch file took on disk
     scratch_reason: str | None = None  # why a qcow2 source took the scratch path
+    disk_name: str | None = None  # the name of the artifact's disk layer, if it has one
 
     def to_message(self) -> dict[str, Any]:
         data = asdict(self)
@@ -232,7 +239,8 @@ def _copy_converted(
             writer.close()
         scratch_bytes = os.stat(scratch).st_blocks * 512
         progress.set_phase("Converting")
-        details = formats.qemu_img_info(scratch, info.format)
+        source_format = formats.qemu_format(info.format)
+        details = formats.qemu_img_info(scratch, source_format)
         virtual = sizing.target_virtual_size(int(details["virtual-size"]), requested)
         attempt.target_touched = True
         if block:
@@ -247,7 +255,7 @@ def _copy_converted(
                 )
             formats.qemu_img_convert(
                 scratch,
-                info.format,
+                source_format,
                 target,
                 formats.RAW,
                 target_exists=True,
@@ -255,7 +263,7 @@ def _copy_converted(
             )
             virtual = capacity
         elif target_format == formats.RAW:
-            formats.qemu_img_convert(scratch, info.format, target, target_format)
+            formats.qemu_img_convert(scratch, source_format, target, target_format)
             progress.set_phase("Resizing")
             os.truncate(target, virtual)
         else:
@@ -263,7 +271,7 @@ def _copy_converted(
             formats.qemu_img_create(target, target_format, virtual)
             formats.qemu_img_convert(
                 scratch,
-                info.format,
+                source_format,
                 target,
                 target_format,
                 target_exists=True,
@@ -297,6 +305,7 @@ def populate(
     target_size: str | int | None = None,
     target_format: str = formats.RAW,
     platform: str | Platform | None = None,
+    disk_name: str | None = None,
     registry: RegistryOptions = DEFAULT_OPTIONS,
     scratch_dir: str | Path | None = None,
     progress: Progress | None = None,
@@ -304,6 +313,7 @@ def populate(
 ) -> PopulateResult:
     """Import the disk of image ``source`` into ``target`` (a file, directory or device).
 
+    ``disk_name`` picks the disk of an image that holds several (a KubeVirt VM export).
     ``registry`` says how to reach the image's registry, unless a ``client`` is given.
     """
     started = time.monotonic()
@@ -321,7 +331,7 @@ def populate(
         progress.set_phase("ImageFetching")
         resolved = client.resolve(reference, platform)
         target_path = resolve_target(target)
-        disk = open_disk(client, resolved)
+        disk = open_disk(client, resolved, disk_name)
         try:
             _check_source(disk)
             info = disk.info
@@ -330,7 +340,7 @@ def populate(
             attempt = _Attempt()
             decoder, scratch_bytes, scratch_reason = DECODER_STREAM, 0, None
             try:
-                if info.format == formats.RAW and target_format == formats.RAW:
+                if info.format in formats.RAW_DATA_FORMATS and target_format == formats.RAW:
                     virtual, written = _copy_raw(disk, target_path, target_size, progress, attempt)
                 else:
                     streamed = False
@@ -349,7 +359,7 @@ def populate(
                             )
                             if exc.restart:
                                 disk.close()
-                                disk = open_disk(client, resolved)
+                                disk = open_disk(client, resolved, disk_name)
                                 _check_source(disk)
                     if not streamed:
                         decoder = DECODER_SCRATCH
@@ -389,6 +399,7 @@ def populate(
         decoder=decoder,
         scratch_bytes=scratch_bytes,
         scratch_reason=scratch_reason,
+        disk_name=info.disk_name,
     )
 
 
@@ -421,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--platform", default=env("VDI_PLATFORM"), help="os/arch[/variant] [VDI_PLATFORM]"
+    )
+    parser.add_argument(
+        "--disk-name",
+        default=env("VDI_DISK_NAME") or None,
+        help="the disk to import from an image that holds several, by the name its layer "
+        "goes by (io.kubevirt.disk.name, else org.opencontainers.image.title) [VDI_DISK_NAME]",
     )
     parser.add_argument(
         "--pull-secret",
@@ -479,6 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target_size=args.target_size,
             target_format=args.format,
             platform=args.platform,
+            disk_name=args.disk_name or None,
             registry=RegistryOptions(
                 docker_config=args.pull_secret,
                 ca_file=args.ca_file,

@@ -7,10 +7,16 @@
   merged filesystem resolves them, so a whiteout in an upper layer hides a disk below it
   and the disk layer itself streams in one pass. Links, devices, ``..`` paths and
   sparse tar entries are refused as the disk.
-* **artifact**: a manifest with exactly one disk layer, recognised by media type
-  (ours or KubeVirt's, see :mod:`vmdiskimage.oci`) or by the
+* **artifact**: a manifest with a disk layer, recognised by media type (ours or
+  KubeVirt's, see :mod:`vmdiskimage.oci`) or by the
   :data:`~vmdiskimage.oci.ANNOTATION_FORMAT` annotation. The layer is the disk file itself,
-  possibly gzip, zstd or xz compressed.
+  possibly gzip, zstd or xz compressed. A KubeVirt VM export holds one layer per volume;
+  the disk to import is then chosen by name (:func:`disk_name`).
+* **a file pushed by oras**: ``oras push`` types every file it pushes as a plain tar
+  layer (``application/vnd.oci.image.layer.v1.tar``) under an empty config. A manifest
+  without an image config is no container image (a runtime cannot run it), so its tar
+  layer is a file, and the file's first bytes tell what it is: a tar (a containerDisk
+  layer, walked as one) or the disk itself (an artifact).
 
 :func:`inspect` reads the manifest and only the first bytes of the disk;
 :func:`open_disk` streams the whole disk and verifies every blob it read.
@@ -24,33 +30,42 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import compression, formats
+from . import compression, formats, sizing
 from .errors import (
+    DiskNameRequired,
     DiskNotFound,
+    InvalidArgument,
     UnsafeDisk,
     UnsupportedFormat,
     UnsupportedManifest,
 )
 from .oci import (
     ANNOTATION_FORMAT,
+    ANNOTATION_KUBEVIRT_DISK_NAME,
+    ANNOTATION_KUBEVIRT_DISK_SIZE,
     ANNOTATION_TITLE,
     ANNOTATION_UNCOMPRESSED_SIZE,
     ANNOTATION_VIRTUAL_SIZE,
     DISK_MEDIA_TYPE_PREFIX,
     DISK_MEDIA_TYPE_RE,
+    IMAGE_CONFIG_TYPES,
     KUBEVIRT_MEDIA_TYPE_PREFIX,
     TAR_LAYER_TYPES,
     Descriptor,
+    Manifest,
     Platform,
     ResolvedImage,
 )
 from .reference import ImageReference
 from .registry import RegistryClient
 from .streams import Replay, drain, read_head
-from .tarwalk import TarBudget, TarEntry, TarReader
+from .tarwalk import HEADER_SIZE, TarBudget, TarEntry, TarReader, starts_a_tar
 
 CONTAINER_DISK = "containerDisk"
 ARTIFACT = "artifact"
+#: What :func:`classify` calls a tar-typed layer of a manifest that is no container
+#: image: its bytes decide whether it is a containerDisk layer or an artifact's disk.
+FILE = "file"
 
 HEAD_BYTES = formats.DETECT_BYTES
 #: The first bytes of a layer blob its compression is told from.
@@ -68,7 +83,7 @@ class DiskInfo:
     kind: str  # containerDisk | artifact
     layer: Descriptor  # the blob holding the disk
     compression: str
-    format: str  # raw, qcow2, vmdk, vpc, vhdx, iso
+    format: str  # raw, qcow2, vmdk, vpc, vhdx, iso (raw data: RAW_DATA_FORMATS)
     virtual_size: int | None  # None when only reading the whole stream can tell
     disk_size: int | None  # bytes of the (uncompressed) disk file, when declared
     disk_path: str | None = None  # containerDisk: the file's path in the image
@@ -78,6 +93,8 @@ class DiskInfo:
     annotations: dict[str, str] = field(default_factory=dict)
     #: Where ``virtual_size`` and ``disk_size`` were read, for each one known.
     sizes_from: dict[str, str] = field(default_factory=dict)
+    #: The name the disk layer of an artifact goes by (:func:`disk_name`), if any.
+    disk_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -109,14 +126,19 @@ def container_disk_sizes(
 ) -> tuple[Size, Size]:
     """``(virtual size, disk file size)`` of the disk file ``path`` of a containerDisk."""
     in_tar = (entry_size, f"size of {path} in its tar header")
-    return (in_tar if detected.format == formats.RAW else _header_size(detected)), in_tar
+    raw_data = detected.format in formats.RAW_DATA_FORMATS
+    return (in_tar if raw_data else _header_size(detected)), in_tar
 
 
 def artifact_file_size(layer: Descriptor, comp: str) -> Size:
-    """The disk file's size an artifact layer declares: annotated, or the uncompressed layer."""
+    """The disk file's size an artifact layer declares: annotated (ours, or KubeVirt's
+    quantity), or the uncompressed layer."""
     declared = _int_annotation(layer.annotations, ANNOTATION_UNCOMPRESSED_SIZE)
     if declared is not None:
         return declared, f"layer annotation {ANNOTATION_UNCOMPRESSED_SIZE}"
+    exported = _quantity_annotation(layer.annotations, ANNOTATION_KUBEVIRT_DISK_SIZE)
+    if exported is not None:
+        return exported, f"layer annotation {ANNOTATION_KUBEVIRT_DISK_SIZE}"
     if comp == compression.NONE:
         return layer.size, "layer size in the manifest (the layer is the uncompressed disk)"
     return UNKNOWN
@@ -125,9 +147,9 @@ def artifact_file_size(layer: Descriptor, comp: str) -> Size:
 def artifact_virtual_size(
     layer: Descriptor, comp: str, detected: formats.FormatInfo, file_size: Size, blob_head: bytes
 ) -> Size:
-    """An artifact disk's virtual size: its header's, or for raw the file size, the
+    """An artifact disk's virtual size: its header's, or for raw data the file size, the
     annotated virtual size or the content size of a zstd layer's first frame."""
-    if detected.format != formats.RAW:
+    if detected.format not in formats.RAW_DATA_FORMATS:
         return _header_size(detected)
     if file_size[0]:
         return file_size
@@ -160,31 +182,106 @@ def _int_annotation(annotations: dict[str, str], key: str) -> int | None:
     return number
 
 
-def _artifact_layer(layers: list[Descriptor]) -> Descriptor | None:
-    disks = [
+def _quantity_annotation(annotations: dict[str, str], key: str) -> int | None:
+    value = annotations.get(key)
+    if value is None:
+        return None
+    try:
+        return sizing.parse_quantity(value)
+    except InvalidArgument as exc:
+        raise UnsupportedManifest(
+            f"annotation {key}={value!r} is not a size such as 10Gi or 10737418240"
+        ) from exc
+
+
+def disk_name(layer: Descriptor) -> str | None:
+    """The name a disk layer goes by: its KubeVirt volume name, else its file name."""
+    annotations = layer.annotations
+    return annotations.get(ANNOTATION_KUBEVIRT_DISK_NAME) or annotations.get(ANNOTATION_TITLE)
+
+
+def _names(layers: list[Descriptor]) -> str:
+    """The layers' names, for a message: ``'rootdisk' and 'datadisk'``."""
+    names = [repr(n) for d in layers if (n := disk_name(d))]
+    unnamed = len(layers) - len(names)
+    if unnamed:
+        names.append(
+            ("a layer" if unnamed == 1 else f"{unnamed} layers")
+            + f" without a name ({ANNOTATION_KUBEVIRT_DISK_NAME} or {ANNOTATION_TITLE})"
+        )
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _pick(layers: list[Descriptor], name: str | None, resolved: ResolvedImage) -> Descriptor:
+    """The disk layer named ``name``; without a name, the only one there is."""
+    names = [disk_name(d) for d in layers]
+    if name is None:
+        if len(layers) == 1:
+            return layers[0]
+        raise DiskNameRequired(
+            f"image {resolved.reference} holds {len(layers)} disks, {_names(layers)}: "
+            "name the one to import (spec.diskName, or --disk-name)",
+            disk_names=names,
+        )
+    chosen = [d for d, n in zip(layers, names, strict=True) if n == name]
+    if not chosen:
+        raise DiskNotFound(
+            f"image {resolved.reference} holds no disk named {name!r}; "
+            f"{'its disk is' if len(layers) == 1 else 'its disks are'} {_names(layers)}",
+            disk_names=names,
+        )
+    if len(chosen) > 1:
+        raise UnsupportedManifest(
+            f"image {resolved.reference} holds {len(chosen)} disk layers named {name!r}",
+            disk_names=names,
+        )
+    return chosen[0]
+
+
+def _disk_layers(layers: list[Descriptor]) -> list[Descriptor]:
+    return [
         d
         for d in layers
         if DISK_MEDIA_TYPE_RE.match(d.media_type) or ANNOTATION_FORMAT in d.annotations
     ]
-    if len(disks) > 1:
-        raise UnsupportedManifest(f"the artifact has {len(disks)} disk layers; expected one")
-    return disks[0] if disks else None
 
 
-def classify(resolved: ResolvedImage) -> tuple[str, list[Descriptor]]:
-    """``(kind, layers)``: the artifact's disk layer, or the containerDisk's tar layers."""
+def is_container_image(manifest: Manifest) -> bool:
+    """Whether a container runtime could run the image: its config is an image config.
+
+    A containerDisk is run by the kubelet, so it has one; ``oras push`` writes an empty
+    config (``application/vnd.oci.empty.v1+json``, or ``application/vnd.unknown.config.v1+json``
+    with ``--image-spec v1.0``), and so do other artifact tools.
+    """
+    config = manifest.config
+    return config is not None and config.media_type in IMAGE_CONFIG_TYPES
+
+
+def classify(resolved: ResolvedImage, name: str | None = None) -> tuple[str, list[Descriptor]]:
+    """``(kind, layers)``: the artifact's disk layer, the :data:`FILE` whose bytes decide,
+    or the containerDisk's tar layers. ``name`` picks one of several disk layers or files
+    (:func:`disk_name`); a containerDisk has one disk and takes no name."""
     layers = resolved.manifest.layers
     if not layers:
         raise DiskNotFound(f"image {resolved.reference} has no layers")
-    disk = _artifact_layer(layers)
-    if disk is not None:
-        return ARTIFACT, [disk]
+    disks = _disk_layers(layers)
+    if disks:
+        return ARTIFACT, [_pick(disks, name, resolved)]
+    if not is_container_image(resolved.manifest):
+        files = [d for d in layers if d.media_type in TAR_LAYER_TYPES]
+        if files:
+            return FILE, [_pick(files, name, resolved)]
     unknown = [d.media_type for d in layers if d.media_type not in TAR_LAYER_TYPES]
     if unknown:
         raise UnsupportedManifest(
             f"image {resolved.reference} is neither a containerDisk (layer media types "
             f"{', '.join(sorted(set(unknown)))} are not tar layers) nor a disk artifact "
             f"(no layer of type {DISK_MEDIA_TYPE_PREFIX}* or {KUBEVIRT_MEDIA_TYPE_PREFIX}*)"
+        )
+    if name is not None:
+        raise DiskNotFound(
+            f"image {resolved.reference} is a containerDisk, whose one disk is the file under "
+            f"disk/; the disk name {name!r} only picks a layer of an artifact, so leave it out"
         )
     return CONTAINER_DISK, layers
 
@@ -201,10 +298,17 @@ class _Layer:
         try:
             self.head = self._ahead.peek(BLOB_HEAD_BYTES)
             self.compression = _layer_compression(layer, self.head)
-            self.data = compression.open_decompressed(self._ahead, self.compression)
+            self._decompressed = compression.open_decompressed(self._ahead, self.compression)
         except BaseException:
             self._ahead.close()
             raise
+        self.data: Any = self._decompressed
+
+    def sniff(self, size: int) -> bytes:
+        """The first ``size`` decompressed bytes; :attr:`data` hands them out again."""
+        head = read_head(self.data, size)
+        self.data = Replay(head, self.data)
+        return head
 
     def skip_rest(self) -> None:
         """Read the blob to its end, only hashed, never decompressed (verifies the digest)."""
@@ -212,7 +316,7 @@ class _Layer:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.data.close()
+            self._decompressed.close()
         self._ahead.close()
 
 
@@ -328,13 +432,17 @@ def _check_rest_of_layer(
 
 
 def _container_disk(
-    client: RegistryClient, resolved: ResolvedImage, layers: list[Descriptor]
+    client: RegistryClient,
+    resolved: ResolvedImage,
+    layers: list[Descriptor],
+    opened: _Layer | None = None,
 ) -> DiskStream:
+    """The disk of a containerDisk; ``opened`` is its top layer when already open."""
     repository = resolved.reference.repository
     hidden: set[str] = set()
     budget = TarBudget()
     for layer in reversed(layers):
-        source = _Layer(client, repository, layer)
+        source, opened = opened or _Layer(client, repository, layer), None
         try:
             tar = TarReader(source.data, budget)
             opaque = False
@@ -392,9 +500,19 @@ def _container_disk(
     )
 
 
-def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
-    repository = resolved.reference.repository
-    source = _Layer(client, repository, layer)
+#: A layer's format label that names the detected format by another word: ``vhd`` is
+#: qemu's ``vpc``, and an ISO 9660 image labelled raw is raw data all the same.
+_ALIASES = {("vhd", formats.VHD), (formats.RAW, formats.ISO)}
+
+
+def _artifact(
+    client: RegistryClient,
+    resolved: ResolvedImage,
+    layer: Descriptor,
+    opened: _Layer | None = None,
+) -> DiskStream:
+    """The disk of an artifact; ``opened`` is its layer when already open."""
+    source = opened or _Layer(client, resolved.reference.repository, layer)
     try:
         file_size = artifact_file_size(layer, source.compression)
         declared = file_size[0]
@@ -403,11 +521,7 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
         annotated_format = layer.annotations.get(ANNOTATION_FORMAT)
         match = DISK_MEDIA_TYPE_RE.match(layer.media_type)
         labelled = annotated_format or (match.group("format") if match else None)
-        if (
-            labelled
-            and labelled != detected.format
-            and not (labelled == "vhd" and detected.format == formats.VHD)
-        ):
+        if labelled and labelled != detected.format and (labelled, detected.format) not in _ALIASES:
             raise UnsupportedFormat(
                 f"layer {layer.digest} is labelled {labelled} but its bytes are {detected.format}"
             )
@@ -427,6 +541,7 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
             external_file=detected.external_file,
             annotations=dict(layer.annotations),
             sizes_from=_sizes_from(virtual, file_size),
+            disk_name=disk_name(layer),
         )
     except BaseException:
         source.close()
@@ -434,11 +549,30 @@ def _artifact(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor
     return DiskStream(info, source, source.data, head)
 
 
-def open_disk(client: RegistryClient, resolved: ResolvedImage) -> DiskStream:
-    """Open the disk of a resolved image for streaming (close the result when done)."""
-    kind, layers = classify(resolved)
+def _file(client: RegistryClient, resolved: ResolvedImage, layer: Descriptor) -> DiskStream:
+    """A file pushed by oras: a tar is a containerDisk layer, anything else the disk."""
+    source = _Layer(client, resolved.reference.repository, layer)
+    try:
+        is_tar = starts_a_tar(source.sniff(HEADER_SIZE))
+    except BaseException:
+        source.close()
+        raise
+    log.info("layer %s is a file; its bytes are %s", layer.digest, "a tar" if is_tar else "a disk")
+    if is_tar:
+        return _container_disk(client, resolved, [layer], source)
+    return _artifact(client, resolved, layer, source)
+
+
+def open_disk(
+    client: RegistryClient, resolved: ResolvedImage, name: str | None = None
+) -> DiskStream:
+    """Open the disk of a resolved image (the one ``name`` names, if the image holds
+    several) for streaming; close the result when done."""
+    kind, layers = classify(resolved, name)
     if kind == ARTIFACT:
         return _artifact(client, resolved, layers[0])
+    if kind == FILE:
+        return _file(client, resolved, layers[0])
     return _container_disk(client, resolved, layers)
 
 
@@ -446,8 +580,10 @@ def inspect(
     client: RegistryClient,
     reference: ImageReference | str,
     platform: Platform | str | None = None,
+    name: str | None = None,
 ) -> DiskInfo:
-    """Resolve ``reference`` and describe its disk, reading only its first bytes.
+    """Resolve ``reference`` and describe its disk (the one ``name`` names, if it holds
+    several), reading only its first bytes.
 
     The manifest (and index) digests are verified; the disk layer is not read to its end,
     so its digest is checked only by a full :func:`open_disk` + :meth:`DiskStream.finish`.
@@ -455,5 +591,5 @@ def inspect(
     if isinstance(reference, str):
         reference = ImageReference.parse(reference)
     resolved = client.resolve(reference, platform)
-    with open_disk(client, resolved) as disk:
+    with open_disk(client, resolved, name) as disk:
         return disk.info

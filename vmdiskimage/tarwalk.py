@@ -26,6 +26,8 @@ MAX_METADATA_PER_ENTRY = 1 << 20
 #: The pax keys the walk uses; ``GNU.sparse.*`` keys only mark the entry as sparse.
 _PAX_KEYS = ("path", "linkpath", "size")
 
+#: Bytes of a tar header block.
+HEADER_SIZE = 512
 _REGULAR = (b"0", b"\0", b"7")
 _TYPE_NAMES = {
     b"1": "hard link",
@@ -82,6 +84,26 @@ def _number(field_bytes: bytes) -> int:
         return int(text, 8)
     except ValueError as exc:
         raise CorruptData(f"bad number {field_bytes!r} in a tar header") from exc
+
+
+def _checksum_matches(block: bytes) -> bool:
+    """Whether a header block's checksum field is the sum of its bytes (the field as spaces)."""
+    return _number(block[148:156]) == sum(block) - sum(block[148:156]) + 8 * 32
+
+
+def starts_a_tar(head: bytes) -> bool:
+    """Whether ``head`` begins with a tar header: ``ustar`` at byte 257 and a right checksum.
+
+    Every writer of image layers (Go's archive/tar, GNU tar, Python's tarfile) writes
+    the ustar magic, in ustar, pax and GNU headers alike. A disk image does not start so:
+    its first 512 bytes are a boot sector, a partition table, zeros or a format's header.
+    """
+    if len(head) < HEADER_SIZE or head[257:262] != b"ustar":
+        return False
+    try:
+        return _checksum_matches(head[:HEADER_SIZE])
+    except CorruptData:
+        return False
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:
@@ -205,9 +227,7 @@ class TarReader:
             if block == bytes(512):
                 self.finished = True
                 return None
-            stored = _number(block[148:156])
-            computed = sum(block) - sum(block[148:156]) + 8 * 32
-            if stored != computed:
+            if not _checksum_matches(block):
                 raise CorruptData(
                     "a tar header checksum is wrong: the layer is not a tar or corrupt"
                 )

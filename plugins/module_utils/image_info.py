@@ -17,7 +17,10 @@ def learned_from(info):
     sizes_from = info.get("sizes_from") or {}
     return {
         "digest": "sha256 of the manifest bytes the registry returned",
-        "kind": "media types of the manifest's layers",
+        "kind": (
+            "media types of the manifest's config and layers (and the first bytes of a file "
+            "pushed by oras: a tar or a disk)"
+        ),
         "layer": "the manifest's layer descriptor",
         "compression": "magic bytes at the start of the layer blob (the media type is a label)",
         "format": "magic bytes of the disk's first 64 KiB (never the file name or media type)",
@@ -49,6 +52,7 @@ def result_from(info, platforms, chosen_platform):
         virtual_size=info.get("virtual_size"),
         disk_size=info.get("disk_size"),
         disk_path=info.get("disk_path"),
+        disk_name=info.get("disk_name"),
         has_backing_file=bool(info.get("has_backing_file")),
         learned_from=learned_from(info),
     )

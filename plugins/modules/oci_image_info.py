@@ -14,7 +14,8 @@ version_added: 0.1.0
 description:
   - Resolves an image reference (tag or digest) in an OCI registry and describes the VM
     disk it holds - a KubeVirt containerDisk (a disk file under C(disk/) in a tar layer)
-    or an OCI artifact whose single layer is the disk.
+    or an OCI artifact whose single layer is the disk, such as a disk file pushed by
+    C(oras push).
   - Returns the manifest digest, the kind of source, the disk layer, its compression, the
     disk format and virtual size, and the platforms of an image index.
   - Reads the manifests and at most the first 64 KiB of the disk (after the tar header of
@@ -36,6 +37,16 @@ options:
     description: Platform picked from an image index, C(os/architecture[/variant]).
     type: str
     default: linux/amd64
+  disk_name:
+    description:
+      - The disk to describe in an image that holds several, such as a KubeVirt VM export
+        (one layer per volume), by the name its layer goes by - its C(io.kubevirt.disk.name)
+        annotation, else its C(org.opencontainers.image.title).
+      - Unset means the image must hold one disk; several fail with reason
+        C(DiskNameRequired), a name no layer goes by with C(DiskNotFound), and both list
+        the names in RV(disk_names).
+      - A containerDisk holds one disk, the file under C(disk/), and takes no name.
+    type: str
   auth_file:
     description:
       - Path of a dockerconfigjson file (the C(.dockerconfigjson) key of a
@@ -83,6 +94,11 @@ EXAMPLES = r"""
     image: quay.io/containerdisks/fedora:41
   register: __image
 
+- name: Inspect the data disk of a VM exported by KubeVirt
+  vm_example.vmdiskimage.oci_image_info:
+    image: registry.example.com/exports/db-vm:2024-10-01
+    disk_name: datadisk
+
 - name: Inspect a private artifact for arm64 with a pull secret and a private CA
   vm_example.vmdiskimage.oci_image_info:
     image: registry.example.com/disks/rhel:9.4
@@ -122,7 +138,9 @@ platforms:
   sample: [linux/amd64, linux/arm64]
 kind:
   description:
-    - C(containerDisk) or C(artifact), learned from the media types of the manifest's layers.
+    - C(containerDisk) or C(artifact), learned from the media types of the manifest's config
+      and layers; for a file pushed by C(oras push) (a plain tar layer under an empty
+      config), from its first bytes - a tar is a containerDisk layer, anything else the disk.
   returned: success
   type: str
   sample: containerDisk
@@ -160,7 +178,8 @@ compression:
   sample: gzip
 format:
   description:
-    - Disk format (C(raw), C(qcow2), C(vmdk), C(vpc), C(vhdx), C(iso)).
+    - Disk format (C(raw), C(qcow2), C(vmdk), C(vpc), C(vhdx), C(iso)). An C(iso) (ISO 9660)
+      disk is raw data and imported as it is.
     - Learned from the magic bytes of the disk's first 64 KiB, never from a file name.
   returned: success
   type: str
@@ -187,6 +206,22 @@ disk_path:
   returned: success
   type: str
   sample: disk/fedora.qcow2
+disk_name:
+  description:
+    - The name the artifact's disk layer goes by (C(io.kubevirt.disk.name), else
+      C(org.opencontainers.image.title)); null for a containerDisk or an unnamed layer.
+  returned: success
+  type: str
+  sample: datadisk
+disk_names:
+  description:
+    - Names of the image's disk layers (null for an unnamed one), when it holds several
+      and none was asked for (C(DiskNameRequired)), or none has the name asked for
+      (C(DiskNotFound)).
+  returned: failure
+  type: list
+  elements: str
+  sample: [rootdisk, datadisk]
 has_backing_file:
   description: Whether a qcow2/vmdk header names a backing file (such disks are refused on import).
   returned: success
@@ -233,6 +268,7 @@ except ImportError:
 ARGUMENT_SPEC = dict(
     image=dict(type="str", required=True, aliases=["reference"]),
     platform=dict(type="str", default="linux/amd64"),
+    disk_name=dict(type="str"),
     auth_file=dict(type="path"),
     ca_file=dict(type="path"),
     validate_certs=dict(type="bool", default=True),
@@ -255,7 +291,7 @@ def inspect(params):
         reference, options, timeout=params["timeout"], max_wait=params["timeout"]
     )
     with client:
-        info = sources.inspect(client, reference, platform)
+        info = sources.inspect(client, reference, platform, params["disk_name"] or None)
         platforms = []
         if info.index_digest:
             index = client.get_manifest(reference.repository, info.index_digest)

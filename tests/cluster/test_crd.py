@@ -69,8 +69,16 @@ def test_server_fills_in_the_defaults(cluster: Cluster, crd: None, namespace: st
         ({"format": "iso"}, 'spec.format: Unsupported value: "iso"'),
         ({"pullPolicy": "Sometimes"}, 'spec.pullPolicy: Unsupported value: "Sometimes"'),
         ({"sourceImage": "https://quay.io/fedora:41"}, "spec.sourceImage: Invalid value"),
+        ({"diskName": "root disk"}, "spec.diskName: Invalid value"),
     ],
-    ids=["missing-sourceImage", "targetSize-abc", "format-iso", "pullPolicy-Sometimes", "url"],
+    ids=[
+        "missing-sourceImage",
+        "targetSize-abc",
+        "format-iso",
+        "pullPolicy-Sometimes",
+        "url",
+        "diskName-space",
+    ],
 )
 def test_server_rejects_bad_objects(
     cluster: Cluster, crd: None, namespace: str, spec: dict[str, Any], complaint: str

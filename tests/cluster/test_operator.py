@@ -33,7 +33,7 @@ from tests.cluster.operator import (
     wait_bound,
     wait_phase,
 )
-from tests.support.images import make_disk, to_qcow2
+from tests.support.images import kubevirt_vm_export, make_disk, skopeo_copy, to_qcow2
 from tests.support.registry import Registry, start_registry
 from vmdiskimage import push
 
@@ -115,6 +115,18 @@ def qcow2_disk(registry: Registry, disk: Path, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="module")
 def private_disk(private_registry: Registry, disk: Path) -> str:
     return _publish(private_registry, disk, "disks/private:1", push.CONTAINER_DISK, "gzip")
+
+
+@pytest.fixture(scope="module")
+def vm_export(
+    registry: Registry, disk: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    """A VM exported by KubeVirt: rootdisk (the test disk) and datadisk, one layer each."""
+    work = tmp_path_factory.mktemp("e2e-export")
+    data = make_disk(work / "data.raw", 8 * MIB, ((MIB, MIB), (6 * MIB, 4096)), seed=11)
+    layout = kubevirt_vm_export(work / "layout", {"rootdisk": disk, "datadisk": data})
+    skopeo_copy(layout, registry, "exports/vm:1", "--all")
+    return f"{registry.url}/exports/vm:1", data
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -285,6 +297,33 @@ def test_two_claims_from_one_vmdiskimage_get_the_same_bytes(
     assert hashlib.sha256(disk.read_bytes()).hexdigest() in read_back(
         cluster, namespace, "second", block=True, size=DISK_SIZE
     )
+    assert_clean(cluster, namespace, operator)
+
+
+def test_disk_of_a_vm_export_is_chosen_by_disk_name(
+    cluster: Cluster, namespace: str, operator: Operator, vm_export: tuple[str, Path]
+) -> None:
+    source, data = vm_export
+    target = {"name": "vm-data", "createIfNotExist": True, "storageClass": FS}
+    cluster.apply(namespace, vmdiskimage("vm", source, "vm-data", targetPVC=target))
+
+    # Two disks and no name: the user is told which names there are.
+    failed = wait_phase(cluster, namespace, "vm", "Failed", operator, timeout=120)
+    assert "'rootdisk' and 'datadisk'" in failed["message"], failed
+    assert "spec.diskName" in failed["message"], failed
+    assert "DiskNameRequired" in event_reasons(cluster, namespace, "VMDiskImage", "vm")
+    assert leftovers(cluster, namespace) == []
+
+    cluster.apply(
+        namespace, vmdiskimage("vm", source, "vm-data", targetPVC=target, diskName="datadisk")
+    )
+
+    final = wait_phase(cluster, namespace, "vm", "Ready", operator)
+    wait_bound(cluster, namespace, "vm-data", operator)
+    # Sized from the layer's io.kubevirt.disk.size: its zstd frames do not say.
+    assert (final["sourceKind"], final["virtualSize"]) == ("artifact", 8 * MIB), final
+    logs = read_back(cluster, namespace, "vm-data", block=False, size=TARGET_SIZE)
+    assert expected_sha256(data, TARGET_SIZE) in logs
     assert_clean(cluster, namespace, operator)
 
 

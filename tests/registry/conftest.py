@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,18 @@ import pytest
 from tests.support.images import MiB, ensure_policy_json, make_disk, to_qcow2
 from tests.support.registry import Registry, start_registry
 
-REQUIRED_TOOLS = ("docker-registry", "skopeo", "umoci", "qemu-img", "openssl", "htpasswd", "zstd")
+REPO = Path(__file__).resolve().parents[2]
+
+REQUIRED_TOOLS = (
+    "docker-registry",
+    "skopeo",
+    "umoci",
+    "qemu-img",
+    "openssl",
+    "htpasswd",
+    "zstd",
+    "xorriso",
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,6 +34,15 @@ def _tools() -> None:
     if missing:
         pytest.fail(f"the registry tier needs {', '.join(missing)}: run hack/install-deps.sh")
     ensure_policy_json()
+
+
+@pytest.fixture(scope="session")
+def oras() -> str:
+    """The oras CLI, built once from its Go module by hack/oras.sh (cached by version)."""
+    proc = subprocess.run([str(REPO / "hack" / "oras.sh")], capture_output=True, text=True)
+    if proc.returncode:
+        pytest.fail(f"hack/oras.sh could not build oras: {proc.stderr[-2000:]}")
+    return proc.stdout.strip()
 
 
 def _registry(

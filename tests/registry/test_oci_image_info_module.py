@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.module_harness import run_module, run_playbook, task_results
-from tests.support.images import Layout, compress_file, skopeo_copy
+from tests.support.images import Layout, compress_file, kubevirt_vm_export, skopeo_copy
 from vmdiskimage import push, sources
 from vmdiskimage.oci import OCI_INDEX
 
@@ -211,3 +211,39 @@ def test_inspect_playbook_prints_what_the_image_holds(plain_registry, pushed):
     info, shown = task_results(report)
     assert info["kind"] == "artifact"
     assert shown["__image"]["platforms"] == ["linux/amd64", "linux/arm64"]
+
+
+@pytest.fixture(scope="module")
+def vm_export(plain_registry, disks, tmp_path_factory):
+    layout = tmp_path_factory.mktemp("info-export") / "layout"
+    volumes = {"rootdisk": disks["raw"], "datadisk": disks["other"]}
+    skopeo_copy(kubevirt_vm_export(layout, volumes), plain_registry, "info/export:1", "--all")
+    return "info/export:1"
+
+
+def test_vm_export_disk_by_name_sized_from_the_manifest(plain_registry, disks, vm_export):
+    result = _ok(
+        run_module("oci_image_info", _args(plain_registry, vm_export, disk_name="datadisk"))
+    )
+    assert (result["kind"], result["disk_name"]) == ("artifact", "datadisk")
+    assert result["virtual_size"] == disks["other"].stat().st_size
+    assert result["learned_from"]["virtual_size"] == "layer annotation io.kubevirt.disk.size"
+    assert result["layer"]["annotations"]["io.kubevirt.disk.name"] == "datadisk"
+
+
+@pytest.mark.parametrize(
+    ("disk_name", "reason", "fragment"),
+    [
+        (None, "DiskNameRequired", "holds 2 disks, 'rootdisk' and 'datadisk'"),
+        ("swap", "DiskNotFound", "no disk named 'swap'; its disks are 'rootdisk' and 'datadisk'"),
+    ],
+)
+def test_vm_export_without_the_right_name_lists_its_disks(
+    plain_registry, vm_export, disk_name, reason, fragment
+):
+    args = _args(plain_registry, vm_export, **({"disk_name": disk_name} if disk_name else {}))
+    result = run_module("oci_image_info", args)
+    assert result["failed"] is True
+    assert result["reason"] == reason
+    assert fragment in result["msg"]
+    assert result["disk_names"] == ["rootdisk", "datadisk"]

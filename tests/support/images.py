@@ -71,6 +71,22 @@ def to_qcow2(raw: Path, dest: Path, *extra: str) -> Path:
     return dest
 
 
+def make_iso(dest: Path, workdir: Path, files: int = 3, seed: int = 1) -> Path:
+    """An ISO 9660 image written by xorriso (as driver CDs such as virtio-win are made)
+    of a directory of ``files`` files of random bytes."""
+    rng = random.Random(seed)
+    tree = workdir / "iso-tree"
+    (tree / "drivers").mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (tree / "drivers" / f"driver{i}.sys").write_bytes(rng.randbytes(100 * 1024 + i))
+    subprocess.run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-V", "VIRTIO", "-J", "-o", str(dest), str(tree)],
+        check=True,
+        capture_output=True,
+    )
+    return dest
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -144,6 +160,52 @@ def skopeo_copy(src: str, registry, dest: str, *extra: str) -> None:  # type: ig
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr}")
+
+
+def oras_push(oras: str, registry, dest: str, path: Path, *extra: str) -> str:  # type: ignore[no-untyped-def]
+    """``oras push <registry>/<dest> <file>`` as users run it, with oras's defaults, from the
+    file's directory (the layer's ``org.opencontainers.image.title`` is the path given).
+    Returns the reference."""
+    assert not registry.tls and not registry.auth, "oras_push talks to plain registries"
+    ref = f"{registry.url}/{dest}"
+    cmd = [oras, "push", "--plain-http", "--no-tty", *extra, ref, path.name]
+    proc = subprocess.run(cmd, cwd=path.parent, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr}")
+    return ref
+
+
+def kubevirt_vm_export(layout: Path, volumes: dict[str, Path], tag: str = "export") -> str:
+    """A VM exported the way KubeVirt writes it (its VEP 256 format), as an OCI layout: an
+    image index for linux/amd64, a manifest of artifactType virtualmachine.v1 whose config
+    is the VM, and one raw+zstd layer per volume, named by ``io.kubevirt.disk.name`` and
+    sized by ``io.kubevirt.disk.size``. Returns ``oci:<layout>:<tag>`` for skopeo."""
+    out = Layout(layout)
+    layers = []
+    for volume, disk in volumes.items():
+        # zstd from a pipe, as a streaming encoder writes it: no content size in the frame.
+        with open(disk, "rb") as src:
+            blob = subprocess.run(["zstd", "-q", "-c"], stdin=src, capture_output=True).stdout
+        size = disk.stat().st_size
+        annotations = {
+            "io.kubevirt.disk.name": volume,
+            # A quantity, as KubeVirt writes it (resource.NewQuantity(size, BinarySI)).
+            "io.kubevirt.disk.size": f"{size // MiB}Mi" if size % MiB == 0 else str(size),
+            "org.opencontainers.image.title": f"{volume}.raw.zst",
+        }
+        layers.append(
+            out.blob(blob, "application/vnd.kubevirt.disk.raw+zstd", annotations=annotations)
+        )
+    vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "vm"}}
+    config = out.blob(
+        json.dumps(vm).encode(), "application/vnd.kubevirt.virtualmachine.config.v1+json"
+    )
+    manifest = out.manifest(
+        layers, config, artifactType="application/vnd.kubevirt.virtualmachine.v1"
+    )
+    platform = {"os": "linux", "architecture": "amd64"}
+    out.tag(out.image_index([{**manifest, "platform": platform}]), tag)
+    return f"oci:{layout}:{tag}"
 
 
 def umoci_container_disk(layout: Path, tag: str, steps: list[tuple[str, ...]]) -> str:

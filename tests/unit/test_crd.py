@@ -178,6 +178,13 @@ def _with(spec_changes: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str,
         (_with({"platform": "amd64"}), "does not match"),
         (_with({"insecureRegistry": "yes"}), "is not of type 'boolean'"),
         (_with({"caBundleConfigMap": {"key": "ca.crt"}}), "'name' is a required property"),
+        (_with({"diskName": ""}), "should be non-empty"),
+        (_with({"diskName": "root disk"}), "does not match"),
+        (_with({"diskName": "-rootdisk"}), "does not match"),
+        (_with({"diskName": "/etc/passwd"}), "does not match"),
+        (_with({"diskName": "rootdisk\n--plain-http"}), "does not match"),
+        (_with({"diskName": "d" * 254}), "is too long"),
+        (_with({"diskName": 7}), "is not of type 'string'"),
     ],
 )
 def test_bad_objects_are_rejected(obj: dict[str, Any], complaint: str):
@@ -205,3 +212,17 @@ def test_good_image_references_are_accepted(reference: str):
 @pytest.mark.parametrize("size", ["20Gi", "1.5Gi", "500M", "21474836480", "1e9", "0.5Ti", ".5Gi"])
 def test_good_quantities_are_accepted(size: str):
     _validate(_with({"targetSize": size}))
+
+
+@pytest.mark.parametrize(
+    "name", ["rootdisk", "datadisk-1", "disk.qcow2", "fedora-41.x86_64.raw.zst", "win/virtio.iso"]
+)
+def test_disk_names_of_exports_and_oras_files_are_accepted(name: str):
+    _validate(_with({"diskName": name}))
+
+
+def test_disk_name_is_optional_and_has_no_default():
+    disk_name = _field(_schema(), ("spec", "diskName"))
+    assert "diskName" not in _field(_schema(), ("spec",))["required"]
+    assert "default" not in disk_name
+    assert "io.kubevirt.disk.name" in disk_name["description"]

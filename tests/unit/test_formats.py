@@ -106,3 +106,11 @@ def test_detect_refuses():
         formats.detect(b"LUKS\xba\xbe" + bytes(100))
     with pytest.raises(CorruptData):
         formats.detect(b"QFI\xfb\x00\x00")
+
+
+@pytest.mark.parametrize(
+    ("detected", "driver"),
+    [("raw", "raw"), ("iso", "raw"), ("qcow2", "qcow2"), ("vmdk", "vmdk"), ("vpc", "vpc")],
+)
+def test_qemu_reads_an_iso_as_raw_data(detected, driver):
+    assert formats.qemu_format(detected) == driver

@@ -55,3 +55,19 @@ def test_learned_from_takes_the_sizes_from_the_package(sizes_from, virtual, disk
     assert sources["disk_size"] == disk
     assert "magic bytes" in sources["format"]
     assert "magic bytes" in sources["compression"]
+
+
+def test_result_names_the_disk_picked():
+    info = {
+        "reference": "r@sha256:" + "0" * 64,
+        "digest": "sha256:" + "0" * 64,
+        "kind": "artifact",
+        "layer": {"digest": "sha256:" + "1" * 64, "size": 3, "mediaType": "m"},
+        "compression": "zstd",
+        "format": "raw",
+        "disk_name": "datadisk",
+    }
+    assert image_info.result_from(info, [], "linux/amd64")["disk_name"] == "datadisk"
+    assert (
+        image_info.result_from({**info, "disk_name": None}, [], "linux/amd64")["disk_name"] is None
+    )

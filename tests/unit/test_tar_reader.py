@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from vmdiskimage.errors import CorruptData
-from vmdiskimage.tarwalk import TarEntry, TarReader
+from vmdiskimage.tarwalk import TarEntry, TarReader, starts_a_tar
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +122,38 @@ def test_gnu_base256_size():
 def test_entry_parts_and_kind(entry, parts, kind):
     assert entry.parts == parts
     assert entry.kind == kind
+
+
+def _bad_checksum(data: bytes) -> bytes:
+    return data[:148] + b"0000000\0" + data[156:]
+
+
+def _v7(data: bytes) -> bytes:
+    """The header without the ustar magic and version (a 1979 tar), checksum made right."""
+    block = bytearray(data[:512])
+    block[257:265] = bytes(8)
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+@pytest.mark.parametrize(
+    ("head", "is_tar"),
+    [
+        (_tar([("disk/disk.img", b"x" * 600, tarfile.REGTYPE)], tarfile.PAX_FORMAT), True),
+        (_tar([("disk/disk.img", b"x", tarfile.REGTYPE)], tarfile.GNU_FORMAT), True),
+        (_tar([("disk", None, tarfile.DIRTYPE)], tarfile.USTAR_FORMAT), True),
+        (_bad_checksum(_tar([("disk/disk.img", b"x", tarfile.REGTYPE)])), False),
+        (_v7(_tar([("disk/disk.img", b"x", tarfile.REGTYPE)], tarfile.USTAR_FORMAT)), False),
+        (bytes(1024), False),  # an empty archive, or a disk starting with zeros (ext4)
+        (b"\xeb\x63\x90" + bytes(507) + b"\x55\xaa", False),  # a boot sector
+        (b"QFI\xfb" + bytes(508), False),  # a qcow2 header
+        (bytes(257) + b"ustar\x00" + bytes(250), False),  # the magic alone
+        (b"", False),
+        (_tar([("disk", None, tarfile.DIRTYPE)])[:511], False),  # shorter than a header
+    ],
+    ids=["pax", "gnu", "ustar", "bad-checksum", "v7-no-magic", "zeros", "mbr", "qcow2",
+         "magic-only", "empty", "short"],
+)  # fmt: skip
+def test_starts_a_tar(head, is_tar):
+    assert starts_a_tar(head) is is_tar
