@@ -77,12 +77,11 @@ RUN_COMPRESSED_BYTES = 256 << 10
 #: ... that inflates to at most this many bytes (one cluster when clusters are larger).
 #: The inflated run goes out in as few writes as its guest offsets allow.
 RUN_OUTPUT_BYTES = 512 << 10
-#: Runs in flight (read, being inflated or waiting for the writing thread) beyond one per
-#: inflating thread.
+#: Runs in flight (read, being inflated or written) beyond one per thread.
 SPARE_RUNS = 2
-#: The writing thread gathers inflated stretches that continue each other into direct
-#: writes of up to this size.
-GATHER_BYTES = 2 << 20
+#: Threads beyond one per core, so cores keep inflating while threads wait for their
+#: direct writes to reach the volume.
+WRITING_THREADS = 2
 #: zstd window the decoder accepts (qemu compresses one cluster, 2 MiB at most, per frame).
 ZSTD_MAX_WINDOW = 8 << 20
 
@@ -390,7 +389,7 @@ class StreamDecoder:
         self.progress = progress
         lookback = max(LOOKBACK, 2 * header.cluster_size + 512)
         self.reader = _Reader(stream, limit if limit is not None else file_size, lookback)
-        self.workers = workers or max(2, min(8, len(os.sched_getaffinity(0))))
+        self.workers = workers or min(8, len(os.sched_getaffinity(0))) + WRITING_THREADS
         cs = header.cluster_size
         self._csize_shift = 62 - (header.cluster_bits - 8)
         self._csize_mask = (1 << (header.cluster_bits - 8)) - 1
@@ -400,7 +399,6 @@ class StreamDecoder:
         self._inflight = threading.Semaphore(self.workers + SPARE_RUNS)
         self._outputs: queue.Queue[tuple[bytearray, int]] = queue.Queue()
         self._tasks: queue.Queue[tuple[Callable[..., None], tuple] | None] = queue.Queue()
-        self._writes: queue.Queue[tuple[bytearray, int, list] | None] = queue.Queue()
         self._buffers: queue.Queue[tuple[bytearray, int]] = queue.Queue()
         self._buffers_made = 0
         self._failures: list[BaseException] = []
@@ -557,19 +555,15 @@ class StreamDecoder:
             return aligned_buffer(self._run_clusters * self.header.cluster_size)
 
     def _write_compressed(self, data: bytes, packed: list[tuple[int, int, int]]) -> None:
-        """Inflate one run into an aligned buffer, then queue its guest stretches to write.
-
-        The writing thread returns the buffer; this thread goes on inflating meanwhile.
-        """
+        """Inflate one run into an aligned buffer; write each guest-contiguous stretch once."""
         cs = self.header.cluster_size
         size = self.header.size
         buffer, begin = self._output()
-        stretches: list[tuple[int, int, int]] = []  # (start in the buffer, length, guest)
         try:
             out = memoryview(buffer)[begin : begin + len(packed) * cs]
             source = memoryview(data)
             start = packed[0][0]
-            fill = 0
+            fill = first_guest = 0
             for host, length, guest in packed:
                 cluster = self._inflate(source[host - start : host - start + length], cs)
                 if len(cluster) != cs:
@@ -577,63 +571,20 @@ class StreamDecoder:
                         f"a compressed qcow2 cluster inflates to {len(cluster)} bytes, not the "
                         f"cluster size {cs}"
                     )
+                if fill and guest != first_guest + fill:
+                    self.writer.write_at(out[:fill], first_guest)
+                    fill = 0
+                if not fill:
+                    first_guest = guest
                 n = min(cs, size - guest)
-                last = stretches[-1] if stretches else None
-                if last and guest == last[2] + last[1]:
-                    stretches[-1] = (last[0], last[1] + n, last[2])
-                else:
-                    stretches.append((fill, n, guest))
                 out[fill : fill + n] = memoryview(cluster)[:n]
                 fill += n
-        except BaseException:
+            if fill:
+                # Zero blocks stay holes: the decoder only writes targets that read as zeros.
+                self.writer.write_at(out[:fill], first_guest)
+        finally:
             self._outputs.put((buffer, begin))
             self._inflight.release()
-            raise
-        self._writes.put((buffer, begin, stretches))
-
-    def _write_runs(self) -> None:
-        """The writing thread: inflated runs gathered into large direct writes.
-
-        Direct writes that allocate blocks are serialised by the filesystem, and small
-        ones are slow (ext4 on virtio: 64 KiB writes 0.38 GB/s, 512 KiB 1.0, 4 MiB
-        1.3), so stretches that continue each other on the disk are copied into one
-        aligned buffer and written together; the inflating threads go on meanwhile.
-        """
-        gather, gather_start = aligned_buffer(GATHER_BYTES)
-        gathered = memoryview(gather)[gather_start : gather_start + GATHER_BYTES]
-        first = filled = 0  # the gathered bytes belong at guest offset ``first``
-
-        def flush() -> None:
-            nonlocal filled
-            if filled and not self._failures:
-                # Zero blocks stay holes: the decoder only writes targets that read as zeros.
-                self.writer.write_at(gathered[:filled], first)
-            filled = 0
-
-        while (item := self._writes.get()) is not None:
-            buffer, begin, stretches = item
-            try:
-                view = memoryview(buffer)[begin:]
-                for start, length, guest in stretches:
-                    if filled and (guest != first + filled or filled + length > GATHER_BYTES):
-                        flush()
-                    if length >= GATHER_BYTES:
-                        self.writer.write_at(view[start : start + length], guest)
-                        continue
-                    if not filled:
-                        first = guest
-                    gathered[filled : filled + length] = view[start : start + length]
-                    filled += length
-            except BaseException as exc:
-                self._failures.append(exc)
-                filled = 0
-            finally:
-                self._outputs.put((buffer, begin))
-                self._inflight.release()
-        try:
-            flush()
-        except BaseException as exc:
-            self._failures.append(exc)
 
     def run(self) -> None:
         """Decode the whole file into the writer and read the stream to its end."""
@@ -648,8 +599,7 @@ class StreamDecoder:
             threading.Thread(target=self._work, name=f"qcow2-inflate-{i}", daemon=True)
             for i in range(self.workers)
         ]
-        writing = threading.Thread(target=self._write_runs, name="qcow2-write", daemon=True)
-        for thread in (*threads, writing):
+        for thread in threads:
             thread.start()
         try:
             while heap and not self._failures:
@@ -673,8 +623,6 @@ class StreamDecoder:
                 self._tasks.put(None)
             for thread in threads:
                 thread.join()
-            self._writes.put(None)  # after the inflating threads: nothing more comes
-            writing.join()
         if self._failures:
             raise self._failures[0]
         if self.progress:
