@@ -1,10 +1,11 @@
-"""The claim marker's choice of claims to label (the watch itself runs in the cluster tier)."""
+"""The claim marker's choices: claims to label, populator pods whose end nudges the operator
+(the watches themselves run in the cluster tier)."""
 
 from __future__ import annotations
 
 import pytest
 
-from vmdiskimage.claim_marker import LABEL, needs_label
+from vmdiskimage.claim_marker import LABEL, needs_label, nudge
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +45,37 @@ def _claim(ref=REF, volume="", labels=None, deleting=False):
 )
 def test_needs_label(claim, expected):
     assert needs_label(claim) is expected
+
+
+def _pod(phase="Succeeded", uid="p-1", deleting=False, labels=None, claim="prime-c-1"):
+    meta = {
+        "name": "populate-c-1",
+        "namespace": "n",
+        "uid": uid,
+        "labels": {"app.kubernetes.io/name": "vmdiskimage-populator"} if labels is None else labels,
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-12-03T00:00:00Z"
+    volumes = [{"name": "scratch", "emptyDir": {}}]
+    if claim:
+        volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": claim}})
+    return {"metadata": meta, "spec": {"volumes": volumes}, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize(
+    ("pod", "expected"),
+    [
+        pytest.param(_pod(), ("prime-c-1", "p-1 Succeeded"), id="succeeded"),
+        pytest.param(_pod(phase="Failed"), ("prime-c-1", "p-1 Failed"), id="failed"),
+        # A retry's pod that fails like the one before still nudges: its UID differs.
+        pytest.param(_pod("Failed", uid="p-2"), ("prime-c-1", "p-2 Failed"), id="next-attempt"),
+        pytest.param(_pod(phase="Running"), None, id="running"),
+        pytest.param(_pod(phase="Pending"), None, id="pending"),
+        pytest.param(_pod(deleting=True), None, id="being-deleted"),
+        pytest.param(_pod(labels={}), None, id="not-a-populator-pod"),
+        pytest.param(_pod(claim=None), None, id="no-target-claim"),
+        pytest.param({"metadata": {}}, None, id="empty"),
+    ],
+)
+def test_nudge_names_the_prime_claim_of_an_ended_populator_pod(pod, expected):
+    assert nudge(pod) == expected
