@@ -12,19 +12,19 @@ names a VMDiskImage and that have no volume yet.
 
 ansible-operator cannot see a populator pod end: Pods are kept out of its caches (a
 cluster-wide Pod informer to follow a few pods), and its watches pass no status-only
-change of a dependent or of an object with a generation. So this process also watches
-the populator pods (by their label, filtered by the API server) and, when one has
-Succeeded or Failed, annotates its prime PVC. The prime PVC is owned by the claim, so
-that change of its metadata starts the claim's reconcile, which finishes or retries the
-import without waiting for its next poll. The annotation is only a nudge: the role
-reads the pod itself.
+change of an object with a generation, such as a Pod. So this process also watches the
+populator pods (by their label, filtered by the API server) and, when one has Succeeded
+or Failed, annotates its claim while the claim is still labelled. Any change of a
+labelled claim starts its reconcile, which finishes or retries the import without
+waiting for its next poll. The annotation is only a nudge: the role reads the pod
+itself, and removes the annotation with the label when the import is over.
 
 Each watch starts with a full list (the sweep that catches what happened while this
 process was down) and then follows the watch, listing again whenever the watch cannot
 resume. It keeps no state but the resourceVersions.
 
 It runs beside ansible-operator: a second container of the operator Deployment, or a
-background process of ``make run``. It needs list/watch/patch on PVCs and list/watch
+background process of ``make run``. It needs get/list/watch/patch on PVCs and list/watch
 on Pods, nothing else.
 """
 
@@ -47,8 +47,12 @@ API_GROUP = "vm.example.com"
 KIND = "VMDiskImage"
 #: The label of populator pods (roles/populator/templates/populator_pod.yaml.j2).
 POD_SELECTOR = "app.kubernetes.io/name=vmdiskimage-populator"
-#: The annotation a populator pod's end writes on its prime PVC: "<pod uid> <phase>".
+#: The annotation a populator pod's end writes on its claim: "<pod uid> <phase>".
 ENDED = "vm.example.com/populator-ended"
+#: The populator pod's annotation naming its claim, "namespace/name".
+POPULATING = "vm.example.com/populating"
+#: The populator pod's label holding its claim's UID.
+PRIME_OF = "vm.example.com/prime-of"
 #: Seconds a watch request stays open before it is renewed (the server may end it sooner).
 WATCH_SECONDS = 300
 
@@ -67,26 +71,40 @@ def needs_label(claim: dict[str, Any], label: str = LABEL) -> bool:
     )
 
 
-def nudge(pod: dict[str, Any]) -> tuple[str, str] | None:
-    """(prime PVC, annotation value) for a populator pod that has ended, else None.
+def nudge(pod: dict[str, Any]) -> tuple[str, str, str, str] | None:
+    """(namespace, claim name, claim UID, annotation value) for a populator pod that has
+    ended, else None.
 
     The value names the pod's UID, so each attempt of a retried import nudges once,
     even when it ends as the attempt before did.
     """
     meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
     phase = (pod.get("status") or {}).get("phase")
     name, _, value = POD_SELECTOR.partition("=")
     if (
         phase not in ("Succeeded", "Failed")
         or meta.get("deletionTimestamp")
-        or (meta.get("labels") or {}).get(name) != value
+        or labels.get(name) != value
+        or not labels.get(PRIME_OF)
     ):
         return None
-    for volume in (pod.get("spec") or {}).get("volumes") or []:
-        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-        if volume.get("name") == "target" and claim:
-            return claim, f"{meta.get('uid')} {phase}"
-    return None
+    populating = (meta.get("annotations") or {}).get(POPULATING) or ""
+    namespace, _, claim = populating.partition("/")
+    if namespace != meta.get("namespace") or not claim:
+        return None
+    return namespace, claim, labels[PRIME_OF], f"{meta.get('uid')} {phase}"
+
+
+def needs_nudge(claim: dict[str, Any] | None, uid: str, value: str, label: str = LABEL) -> bool:
+    """Whether ``claim`` is the one of UID ``uid``, still populated (labelled), and not yet
+    annotated with ``value``. A finished claim is never touched again."""
+    meta = (claim or {}).get("metadata") or {}
+    return (
+        meta.get("uid") == uid
+        and label in (meta.get("labels") or {})
+        and (meta.get("annotations") or {}).get(ENDED) != value
+    )
 
 
 class ListWatch:
@@ -167,7 +185,7 @@ class ListWatch:
 
 
 class ClaimMarker:
-    """Label the claims :func:`needs_label` picks; nudge the claims whose pod has ended."""
+    """Label the claims :func:`needs_label` picks; nudge those whose populator pod ended."""
 
     def __init__(self, core_api: Any, label: str = LABEL, namespace: str | None = None) -> None:
         self.api = core_api
@@ -220,16 +238,31 @@ class ClaimMarker:
             log.info("labelled %s/%s for the populator", meta["namespace"], meta["name"])
 
     def nudge(self, pod: dict[str, Any]) -> None:
-        """Annotate the prime PVC of a populator pod that has ended (a no-op once done)."""
+        """Annotate the claim of a populator pod that has ended, once, while it is labelled."""
+        from kubernetes.client.exceptions import ApiException
+
         target = nudge(pod)
         if target is None:
             return
-        prime, value = target
-        namespace = pod["metadata"]["namespace"]
-        body = {"metadata": {"annotations": {ENDED: value}}}
-        if self._patch_claim(namespace, prime, body, "nudging"):
+        namespace, name, uid, value = target
+        try:
+            resp = self.api.read_namespaced_persistent_volume_claim(
+                name, namespace, _preload_content=False
+            )
+            claim = json.loads(resp.data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        if not needs_nudge(claim, uid, value, self.label):
+            return
+        # The resourceVersion makes the patch fail (409) if the claim changed since the
+        # read, such as being unlabelled when its import finished.
+        version = claim["metadata"]["resourceVersion"]
+        body = {"metadata": {"resourceVersion": version, "annotations": {ENDED: value}}}
+        if self._patch_claim(namespace, name, body, "nudging"):
             self.nudged += 1
-            log.info("%s/%s: its pod ended (%s)", namespace, prime, value)
+            log.info("%s/%s: its populator pod ended (%s)", namespace, name, value)
 
     def run(self) -> None:
         """Follow the populator pods in a thread and the claims here, until stopped."""

@@ -236,14 +236,14 @@ def read(module, client):
     if spec.get("storageClassName"):
         classes = find_resource(client, "storage.k8s.io/v1", "StorageClass")
         state["storage_class"] = get_object(client, classes, spec["storageClassName"])
-    if spec.get("volumeName"):
-        pvs = find_resource(client, "v1", "PersistentVolume")
-        state["volume"] = get_object(client, pvs, spec["volumeName"])
-        return state  # bound: the import is over, its objects only need deleting
     state["prime"] = get_object(client, pvcs, state["prime_name"], namespace)
     pods = find_resource(client, "v1", "Pod")
     pod = get_object(client, pods, state["pod_name"], namespace)
     state["pod"] = pod
+    if spec.get("volumeName"):
+        pvs = find_resource(client, "v1", "PersistentVolume")
+        state["volume"] = get_object(client, pvs, spec["volumeName"])
+        return state  # bound: the import is over, its objects only need deleting (if any)
     if pod is None:
         state["assigns_uid"] = assigns_uid(client)
     else:

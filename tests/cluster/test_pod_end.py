@@ -1,6 +1,6 @@
 """The end of a populator pod starts its claim's reconcile at once: the claim marker
-watches populator pods and annotates the prime PVC of one that has ended, a change
-ansible-operator passes to the claim that owns it.
+watches populator pods and annotates the claim of one that has ended, and any change of
+a labelled claim starts its reconcile.
 
 The operator here looks at running imports only every 10 minutes
 (populator_poll_period), so an import that finishes within a minute was finished by
@@ -75,5 +75,8 @@ def test_an_import_finishes_when_its_pod_ends_not_at_the_next_poll(
     assert expected_sha256(disk, 16 * MIB) in read_back(
         cluster, namespace, "end-disk", block=False, size=16 * MIB
     )
-    assert "its pod ended (" in slow_poll_operator.log_path.read_text()
+    assert "its populator pod ended (" in slow_poll_operator.log_path.read_text()
+    # The nudge went with the label: the finished claim carries neither.
+    meta = cluster.get(namespace, "pvc", "end-disk")["metadata"]
+    assert "vm.example.com/populator-ended" not in (meta.get("annotations") or {})
     assert_clean(cluster, namespace, slow_poll_operator)

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import pytest
 
-from vmdiskimage.claim_marker import LABEL, needs_label, nudge
+from vmdiskimage.claim_marker import (
+    ENDED,
+    LABEL,
+    needs_label,
+    needs_nudge,
+    nudge,
+)
 
 pytestmark = pytest.mark.unit
 
 REF = {"apiGroup": "vm.example.com", "kind": "VMDiskImage", "name": "fedora"}
 
 
-def _claim(ref=REF, volume="", labels=None, deleting=False):
-    meta = {"name": "c", "namespace": "n", "labels": labels or {}}
+def _claim(ref=REF, volume="", labels=None, deleting=False, annotations=None, uid="c-1"):
+    meta = {"name": "c", "namespace": "n", "uid": uid, "labels": labels or {}}
+    if annotations:
+        meta["annotations"] = annotations
     if deleting:
         meta["deletionTimestamp"] = "2026-12-03T00:00:00Z"
     spec = {"dataSourceRef": ref} if ref is not None else {}
@@ -47,35 +55,62 @@ def test_needs_label(claim, expected):
     assert needs_label(claim) is expected
 
 
-def _pod(phase="Succeeded", uid="p-1", deleting=False, labels=None, claim="prime-c-1"):
+def _pod(phase="Succeeded", uid="p-1", deleting=False, labels=None, populating="n/c"):
     meta = {
         "name": "populate-c-1",
         "namespace": "n",
         "uid": uid,
-        "labels": {"app.kubernetes.io/name": "vmdiskimage-populator"} if labels is None else labels,
+        "labels": {
+            "app.kubernetes.io/name": "vmdiskimage-populator",
+            "vm.example.com/prime-of": "c-1",
+        }
+        if labels is None
+        else labels,
+        "annotations": {"vm.example.com/populating": populating} if populating else {},
     }
     if deleting:
         meta["deletionTimestamp"] = "2026-12-03T00:00:00Z"
-    volumes = [{"name": "scratch", "emptyDir": {}}]
-    if claim:
-        volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": claim}})
-    return {"metadata": meta, "spec": {"volumes": volumes}, "status": {"phase": phase}}
+    return {"metadata": meta, "spec": {}, "status": {"phase": phase}}
 
 
 @pytest.mark.parametrize(
     ("pod", "expected"),
     [
-        pytest.param(_pod(), ("prime-c-1", "p-1 Succeeded"), id="succeeded"),
-        pytest.param(_pod(phase="Failed"), ("prime-c-1", "p-1 Failed"), id="failed"),
+        pytest.param(_pod(), ("n", "c", "c-1", "p-1 Succeeded"), id="succeeded"),
+        pytest.param(_pod(phase="Failed"), ("n", "c", "c-1", "p-1 Failed"), id="failed"),
         # A retry's pod that fails like the one before still nudges: its UID differs.
-        pytest.param(_pod("Failed", uid="p-2"), ("prime-c-1", "p-2 Failed"), id="next-attempt"),
+        pytest.param(_pod("Failed", uid="p-2"), ("n", "c", "c-1", "p-2 Failed"), id="next-attempt"),
         pytest.param(_pod(phase="Running"), None, id="running"),
         pytest.param(_pod(phase="Pending"), None, id="pending"),
         pytest.param(_pod(deleting=True), None, id="being-deleted"),
         pytest.param(_pod(labels={}), None, id="not-a-populator-pod"),
-        pytest.param(_pod(claim=None), None, id="no-target-claim"),
+        pytest.param(_pod(populating=None), None, id="no-claim-named"),
+        pytest.param(_pod(populating="other/c"), None, id="claim-in-another-namespace"),
         pytest.param({"metadata": {}}, None, id="empty"),
     ],
 )
-def test_nudge_names_the_prime_claim_of_an_ended_populator_pod(pod, expected):
+def test_nudge_names_the_claim_of_an_ended_populator_pod(pod, expected):
     assert nudge(pod) == expected
+
+
+@pytest.mark.parametrize(
+    ("claim", "expected"),
+    [
+        pytest.param(_claim(labels={LABEL: "true"}), True, id="labelled"),
+        pytest.param(_claim(), False, id="not-labelled"),  # finished, or not ours
+        pytest.param(
+            _claim(labels={LABEL: "true"}, annotations={ENDED: "p-1 Succeeded"}),
+            False,
+            id="already-nudged",
+        ),
+        pytest.param(
+            _claim(labels={LABEL: "true"}, annotations={ENDED: "p-0 Failed"}),
+            True,
+            id="nudged-for-an-earlier-attempt",
+        ),
+        pytest.param(_claim(labels={LABEL: "true"}, uid="other"), False, id="another-claim"),
+        pytest.param(None, False, id="gone"),
+    ],
+)
+def test_a_claim_is_nudged_once_while_it_is_populated(claim, expected):
+    assert needs_nudge(claim, "c-1", "p-1 Succeeded") is expected
