@@ -8,7 +8,8 @@ ansible-operator starts a playbook run (about one CPU-second each) only for labe
 claims, never for the thousands of unrelated PVCs of a cluster. A claim written by a
 user carries nothing but its ``dataSourceRef`` (the Kubernetes volume populator
 contract), so this process watches every claim and labels those whose ``dataSourceRef``
-names a VMDiskImage and that have no volume yet.
+names a VMDiskImage and that have no volume yet, adding the watch's finalizer with the
+label (see :func:`mark_patch`).
 
 ansible-operator cannot see a populator pod end: Pods are kept out of its caches (a
 cluster-wide Pod informer to follow a few pods), and its watches pass no status-only
@@ -43,6 +44,8 @@ from typing import Any
 log = logging.getLogger("vmdiskimage.claim_marker")
 
 LABEL = "vm.example.com/populate"
+#: The finalizer of the operator's PVC watch (watches.yaml), set with the label.
+FINALIZER = "vm.example.com/populate"
 API_GROUP = "vm.example.com"
 KIND = "VMDiskImage"
 #: The label of populator pods (roles/populator/templates/populator_pod.yaml.j2).
@@ -69,6 +72,30 @@ def needs_label(claim: dict[str, Any], label: str = LABEL) -> bool:
         and not meta.get("deletionTimestamp")
         and label not in (meta.get("labels") or {})
     )
+
+
+def mark_patch(
+    claim: dict[str, Any], label: str = LABEL, finalizer: str = FINALIZER
+) -> dict[str, Any]:
+    """The merge patch that labels ``claim`` and adds the operator's finalizer.
+
+    ansible-operator adds that finalizer before a claim's first reconcile anyway, and
+    that update starts a second reconcile as soon as the first ends; set here, it costs
+    nothing. A merge patch replaces the finalizer list whole, so the patch carries the
+    resourceVersion it was computed from: a claim changed meanwhile is refused (409)
+    and handled again at its next event.
+    """
+    meta = claim["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    if finalizer not in finalizers:
+        finalizers.append(finalizer)
+    return {
+        "metadata": {
+            "resourceVersion": meta["resourceVersion"],
+            "labels": {label: "true"},
+            "finalizers": finalizers,
+        }
+    }
 
 
 def nudge(pod: dict[str, Any]) -> tuple[str, str, str, str] | None:
@@ -228,11 +255,11 @@ class ClaimMarker:
         return True
 
     def mark(self, claim: dict[str, Any]) -> None:
-        """Add the label to a claim that needs it."""
+        """Label a claim that needs it, and add the operator's finalizer."""
         if not needs_label(claim, self.label):
             return
         meta = claim["metadata"]
-        body = {"metadata": {"labels": {self.label: "true"}}}
+        body = mark_patch(claim, self.label)
         if self._patch_claim(meta["namespace"], meta["name"], body, "labelling"):
             self.marked += 1
             log.info("labelled %s/%s for the populator", meta["namespace"], meta["name"])

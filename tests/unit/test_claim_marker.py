@@ -7,7 +7,9 @@ import pytest
 
 from vmdiskimage.claim_marker import (
     ENDED,
+    FINALIZER,
     LABEL,
+    mark_patch,
     needs_label,
     needs_nudge,
     nudge,
@@ -114,3 +116,24 @@ def test_nudge_names_the_claim_of_an_ended_populator_pod(pod, expected):
 )
 def test_a_claim_is_nudged_once_while_it_is_populated(claim, expected):
     assert needs_nudge(claim, "c-1", "p-1 Succeeded") is expected
+
+
+def test_the_label_comes_with_the_finalizer_and_keeps_the_claims_own():
+    claim = _claim()
+    claim["metadata"].update(resourceVersion="41", finalizers=["kubernetes.io/pvc-protection"])
+    assert mark_patch(claim) == {
+        "metadata": {
+            # A claim changed since it was read is left to its next event (409).
+            "resourceVersion": "41",
+            "labels": {LABEL: "true"},
+            # ansible-operator would add it before the first reconcile, an update that
+            # starts a second one as soon as the first ends.
+            "finalizers": ["kubernetes.io/pvc-protection", FINALIZER],
+        }
+    }
+
+
+def test_a_finalizer_already_there_is_not_doubled():
+    claim = _claim()
+    claim["metadata"].update(resourceVersion="7", finalizers=[FINALIZER])
+    assert mark_patch(claim)["metadata"]["finalizers"] == [FINALIZER]
