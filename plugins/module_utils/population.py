@@ -14,6 +14,15 @@ import json
 
 PROGRESS_PREFIX = '{"progress"'
 
+#: The populator's phases (vmdiskimage.progress) as the VMDiskImage status names them;
+#: qcow2/vmdk conversion is part of Copying there.
+STATUS_PHASES = {
+    "ImageFetching": "ImageFetching",
+    "Copying": "Copying",
+    "Converting": "Copying",
+    "Resizing": "Resizing",
+}
+
 
 def latest_progress(log_text):
     """The last progress record in a pod log, or None."""
@@ -24,6 +33,19 @@ def latest_progress(log_text):
             except (ValueError, KeyError, TypeError):
                 continue
     return None
+
+
+def status_phase(progress):
+    """The status phase a running pod's latest progress record stands for.
+
+    None when the record names no phase the status may show: the pod printed Succeeded
+    and is about to end (the import is Ready only once the claim holds the volume), or a
+    phase this operator does not know. Writing such a phase would be refused by the
+    CRD's enum and fail the reconcile.
+    """
+    if not progress:
+        return "ImageFetching"
+    return STATUS_PHASES.get(progress.get("phase") or "ImageFetching")
 
 
 def container_terminated(pod):

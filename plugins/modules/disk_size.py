@@ -20,6 +20,9 @@ description:
   - Fails when the target size is below the source's virtual size.
   - Pure computation with the sizing rules of the C(vmdiskimage) package, the same the
     populator pod applies; nothing is read or written.
+  - An action plugin of the same name computes it in the controller when the
+    C(vmdiskimage) package is importable there, so the task starts no module process
+    (the VMDiskImage role sizes every target PVC on the way to creating it).
 author:
   - vmdiskimage-operator maintainers (@vm-example)
 extends_documentation_fragment:
@@ -132,67 +135,16 @@ reason:
   sample: PVCTooSmall
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.disk_sizes import (
+    ARGUMENT_SPEC,
+    HAS_VMDISKIMAGE,
+    VMDISKIMAGE_IMPORT_ERROR,
+    compute,
+)
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures import (
-    ModuleFailure,
     fail_from_exception,
 )
-
-try:
-    from vmdiskimage import sizing
-
-    HAS_VMDISKIMAGE = True
-    VMDISKIMAGE_IMPORT_ERROR = None
-except ImportError:
-    HAS_VMDISKIMAGE = False
-    VMDISKIMAGE_IMPORT_ERROR = traceback.format_exc()
-
-ARGUMENT_SPEC = dict(
-    virtual_size=dict(type="raw", required=True),
-    target_size=dict(type="raw"),
-    volume_mode=dict(type="str", choices=["Filesystem", "Block"], default="Filesystem"),
-    filesystem_overhead=dict(type="float"),
-    pvc_capacity=dict(type="raw"),
-)
-
-
-def _both(size):
-    return f"{sizing.format_quantity(size)} ({size} bytes)"
-
-
-def compute(params):
-    """The module result for ``params``; raises for sizes that do not work."""
-    overhead = params["filesystem_overhead"]
-    if overhead is None:
-        overhead = sizing.DEFAULT_FILESYSTEM_OVERHEAD
-    mode = params["volume_mode"]
-    virtual = sizing.parse_quantity(params["virtual_size"])
-    disk = sizing.target_virtual_size(virtual, params["target_size"])
-    pvc = sizing.pvc_size(disk, mode, overhead)
-    result = dict(
-        changed=False,
-        virtual_size=virtual,
-        disk_size=disk,
-        disk_size_quantity=sizing.format_quantity(disk),
-        pvc_size=pvc,
-        pvc_size_quantity=sizing.format_quantity(pvc),
-    )
-    if params["pvc_capacity"] not in (None, ""):
-        capacity = sizing.parse_quantity(params["pvc_capacity"])
-        usable = sizing.usable_disk_size(capacity, mode, overhead)
-        result.update(pvc_capacity=capacity, usable_size=usable, fits=usable >= disk)
-        if not result["fits"]:
-            where = "" if mode == "Block" else f" after {overhead:.1%} filesystem overhead"
-            raise ModuleFailure(
-                f"the PVC's capacity {_both(capacity)} holds a disk of at most "
-                f"{_both(usable)}{where}, but the disk needs {_both(disk)}; request at least "
-                f"{_both(pvc)} for a {mode} volume",
-                "PVCTooSmall",
-                **result,
-            )
-    return result
 
 
 def main():
@@ -206,9 +158,11 @@ def main():
     try:
         result = compute(module.params)
     except Exception as exc:
-        fail_from_exception(module, exc, "Working out the disk and PVC sizes")
+        fail_from_exception(module, exc, ACTION)
     module.exit_json(**result)
 
+
+ACTION = "Working out the disk and PVC sizes"
 
 if __name__ == "__main__":
     main()

@@ -104,6 +104,15 @@ progress:
   returned: success
   type: dict
   sample: {phase: Copying, bytesDone: 1073741824, bytesTotal: 2147483648, percent: 50.0}
+phase:
+  description:
+    - The VMDiskImage status phase a running (or pending) pod stands for, from its latest
+      progress line (C(ImageFetching) before the first one; C(Converting) counts as
+      C(Copying)), or null when the line names no phase the status may show - the pod
+      printed C(Succeeded) and is about to end. Null when there is no pod.
+  returned: success
+  type: str
+  sample: Copying
 terminated:
   description: The state of the pod's container once it ended, or null.
   returned: success
@@ -153,6 +162,7 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.population 
     container_terminated,
     latest_progress,
     parse_result,
+    status_phase,
 )
 
 ARGUMENT_SPEC = dict(
@@ -205,6 +215,7 @@ def read(module, client):
         prime=None,
         pod=None,
         progress=None,
+        phase=None,
         terminated=None,
         result=None,
         volume=None,
@@ -225,14 +236,14 @@ def read(module, client):
     if spec.get("storageClassName"):
         classes = find_resource(client, "storage.k8s.io/v1", "StorageClass")
         state["storage_class"] = get_object(client, classes, spec["storageClassName"])
-    if spec.get("volumeName"):
-        pvs = find_resource(client, "v1", "PersistentVolume")
-        state["volume"] = get_object(client, pvs, spec["volumeName"])
-        return state  # bound: the import is over, its objects only need deleting
     state["prime"] = get_object(client, pvcs, state["prime_name"], namespace)
     pods = find_resource(client, "v1", "Pod")
     pod = get_object(client, pods, state["pod_name"], namespace)
     state["pod"] = pod
+    if spec.get("volumeName"):
+        pvs = find_resource(client, "v1", "PersistentVolume")
+        state["volume"] = get_object(client, pvs, spec["volumeName"])
+        return state  # bound: the import is over, its objects only need deleting (if any)
     if pod is None:
         state["assigns_uid"] = assigns_uid(client)
     else:
@@ -241,6 +252,7 @@ def read(module, client):
         if (pod.get("status") or {}).get("phase") == "Running":
             text = pod_log(client, pods, state["pod_name"], namespace, params["log_lines"])
             state["progress"] = latest_progress(text)
+        state["phase"] = status_phase(state["progress"])
     return state
 
 

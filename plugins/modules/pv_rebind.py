@@ -127,6 +127,18 @@ claim_bound:
   returned: success
   type: bool
   sample: true
+claim:
+  description:
+    - The user's PVC as last read, bound or not (once O(wait_bound) is over), or null
+      when it is gone. A role can go on from it without reading it again.
+  returned: success
+  type: dict
+  sample: {metadata: {name: fedora-41-root}, spec: {volumeName: pvc-0b1f1f3b}}
+volume:
+  description: The PV after the task (in check mode, as it is), with its annotations.
+  returned: success
+  type: dict
+  sample: {metadata: {annotations: {vm.example.com/populated-from: vms/fedora-41@sha256:...}}}
 already_bound:
   description: Whether the PV already pointed at the user's PVC before the task.
   returned: success
@@ -254,28 +266,32 @@ def rebind(module, client, pvs, claim):
             },
             "spec": {"claimRef": {**{k: None for k in ref}, **new_ref}},
         }
-        written = merge_patch(client, pvs, body, params["name"])
-        new_ref = written["spec"].get("claimRef") or {}
+        pv = merge_patch(client, pvs, body, params["name"])
+        new_ref = pv["spec"].get("claimRef") or {}
     return dict(
         changed=changed,
         claim_ref=new_ref,
         already_bound=already,
+        volume=pv,
         diff=dict(before=before, after=after),
     )
 
 
-def claim_bound(module, client, claim):
-    """Whether the user's PVC names the PV, waiting up to ``wait_bound`` seconds for it."""
+def read_claim(module, client, claim):
+    """The user's PVC once it names the PV, or as it is after ``wait_bound`` seconds."""
     params = module.params
     pvcs = find_resource(client, "v1", "PersistentVolumeClaim")
     deadline = time.monotonic() + (0 if module.check_mode else max(params["wait_bound"], 0))
     while True:
         pvc = get_object(client, pvcs, claim["name"], claim["namespace"])
-        if pvc is not None and (pvc.get("spec") or {}).get("volumeName") == params["name"]:
-            return True
-        if time.monotonic() >= deadline:
-            return False
+        if bound_to(pvc, params["name"]) or time.monotonic() >= deadline:
+            return pvc
         time.sleep(BIND_POLL_SECONDS)
+
+
+def bound_to(pvc, pv_name):
+    """Whether ``pvc`` (or None) names the PV ``pv_name``."""
+    return pvc is not None and (pvc.get("spec") or {}).get("volumeName") == pv_name
 
 
 def main():
@@ -287,7 +303,8 @@ def main():
         claim = target_claim(module, client)
         pvs = find_resource(client, "v1", "PersistentVolume")
         result = retry_on_conflict(lambda: rebind(module, client, pvs, claim))
-        result["claim_bound"] = claim_bound(module, client, claim)
+        result["claim"] = read_claim(module, client, claim)
+        result["claim_bound"] = bound_to(result["claim"], params["name"])
     except Exception as exc:
         fail_from_exception(module, exc, action)
     if not module._diff:

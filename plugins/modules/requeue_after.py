@@ -22,6 +22,10 @@ description:
   - The runtime stops reading a run's results at this task, so it must be the last task
     of a reconcile.
   - Outside the operator (C(ansible-playbook) by hand) it changes nothing.
+  - An action plugin of the same name does the work in the controller, so the task
+    starts no module process (every reconcile that requeues ends with it, and
+    ansible-operator ends the reconcile when its result arrives); this module is what
+    runs where the action plugin is not found.
 author:
   - vmdiskimage-operator maintainers (@vm-example)
 extends_documentation_fragment:
@@ -56,12 +60,10 @@ period:
   sample: 5s
 """
 
-import re
-
 from ansible.module_utils.basic import AnsibleModule
-
-# A Go time.ParseDuration string: one or more <number><unit>.
-_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.durations import (
+    period_error,
+)
 
 
 def main():
@@ -70,11 +72,9 @@ def main():
         supports_check_mode=True,
     )
     period = module.params["period"].strip()
-    if not _DURATION.match(period):
-        module.fail_json(
-            msg=f"period {period!r} is not a Go duration such as 5s, 1m30s or 500ms",
-            reason="InvalidArgument",
-        )
+    error = period_error(period)
+    if error:
+        module.fail_json(msg=error, reason="InvalidArgument")
     module.exit_json(changed=False, period=period)
 
 

@@ -28,9 +28,10 @@ MIB = 1 << 20
 class Operator:
     """One run of hack/run-operator.sh in its own process group, logging to a file."""
 
-    def __init__(self, cluster: Cluster, log_dir: Path) -> None:
+    def __init__(self, cluster: Cluster, log_dir: Path, args: tuple[str, ...] = ()) -> None:
         self.cluster = cluster
         self.log_dir = log_dir
+        self.args = args  # ansible-operator run flags, such as --ansible-args
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -58,7 +59,7 @@ class Operator:
         }
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                ["bash", str(RUN_OPERATOR)],
+                ["bash", str(RUN_OPERATOR), *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -136,6 +136,7 @@ CAN_I = [
     ("delete", "persistentvolumeclaims", "t-any", True),
     ("patch", "persistentvolumes", None, True),
     ("create", "pods", "t-any", True),
+    ("watch", "pods", None, True),  # the claim marker, populator pods only (a label selector)
     ("delete", "pods", "t-any", True),
     ("get", "pods/log", "t-any", True),
     ("get", "configmaps", "t-any", True),
@@ -156,7 +157,6 @@ CAN_I = [
     ("update", "persistentvolumeclaims/status", "t-any", False),
     ("create", "persistentvolumes", None, False),
     ("delete", "persistentvolumes", None, False),
-    ("list", "pods", None, False),
     ("update", "pods", "t-any", False),
     ("create", "pods/exec", "t-any", False),
     ("list", "configmaps", None, False),

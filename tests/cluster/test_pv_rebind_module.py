@@ -100,6 +100,13 @@ def test_wait_bound_returns_once_kubernetes_binds_the_claim(cluster, namespace, 
     assert result["claim_bound"] is True
     # What the role reads next sees the binding already.
     assert cluster.get(namespace, "pvc", "disk")["spec"]["volumeName"] == pv
+    # The role finishes the import from what the task returns, without reading again:
+    # the bound claim and the volume with its annotation.
+    assert result["claim"]["metadata"]["uid"] == user["metadata"]["uid"]
+    assert result["claim"]["spec"]["volumeName"] == pv
+    annotations = result["volume"]["metadata"]["annotations"]
+    assert annotations["vm.example.com/populated-from"] == f"{namespace}/prime"
+    assert result["volume"]["spec"]["claimRef"]["name"] == "disk"
 
 
 def test_check_mode_shows_the_diff_and_leaves_the_pv(cluster, namespace, volumes):
@@ -109,6 +116,9 @@ def test_check_mode_shows_the_diff_and_leaves_the_pv(cluster, namespace, volumes
     assert result["changed"] is True
     assert result["diff"]["after"]["claimRef"]["name"] == "disk"
     assert cluster.get("", "pv", pv)["spec"]["claimRef"]["name"] == "prime"
+    # Nothing bound in check mode: the claim as it is, still without a volume.
+    assert result["claim_bound"] is False
+    assert not result["claim"]["spec"].get("volumeName")
 
 
 def test_refuses_a_pv_bound_to_another_claim(cluster, namespace, volumes):

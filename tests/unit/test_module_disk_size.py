@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
-from tests.module_harness import run_module
+from tests.module_harness import ROOT, VENV_BIN, ansible_env, run_module, task_results
 
 pytestmark = pytest.mark.unit
 
@@ -124,3 +129,94 @@ def test_missing_package_is_reported_with_missing_required_lib(tmp_path):
     assert result["failed"] is True
     assert result["reason"] == "MissingLibrary"
     assert "vmdiskimage" in result["msg"]
+
+
+def _run_task(tmp_path, args, interpreter="/nonexistent/python3", pythonpath_first=None):
+    """The disk_size task in a play, by default one whose Python interpreter does not exist."""
+    playbook = tmp_path / "sizes.yml"
+    playbook.write_text(
+        f"""
+- name: Sizes
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {interpreter}
+  tasks:
+    - name: Work out the sizes
+      vm_example.vmdiskimage.disk_size: {json.dumps(args)}
+"""
+    )
+    env = ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    if pythonpath_first:
+        env["PYTHONPATH"] = os.pathsep.join((pythonpath_first, env["PYTHONPATH"]))
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    (result,) = task_results(json.loads(proc.stdout))
+    return proc.returncode, result
+
+
+# The VMDiskImage role sizes the target PVC on the way to creating it: the task runs in
+# the controller (an action plugin), with no module process. Any module run would fail
+# on the interpreter that does not exist.
+def test_the_task_runs_in_the_controller_with_no_module_process(tmp_path):
+    rc, result = _run_task(tmp_path, {"virtual_size": "10Gi", "target_size": "20Gi"})
+    assert rc == 0, result
+    assert result["pvc_size_quantity"] == "21672Mi"
+    assert result["disk_size"] == 20 * GiB
+    assert result["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "reason", "fragment"),
+    [
+        pytest.param(
+            {"virtual_size": "10Gi", "target_size": "20Gi", "pvc_capacity": "20Gi"},
+            "PVCTooSmall",
+            "21672Mi",
+            id="pvc-too-small",
+        ),
+        pytest.param(
+            {"virtual_size": "20Gi", "target_size": "10Gi"},
+            "TargetTooSmall",
+            "10Gi",
+            id="target-too-small",
+        ),
+        pytest.param(
+            {"virtual_size": "10Gi", "volume_mode": "Tape"},
+            None,
+            "Tape",
+            id="bad-choice",
+        ),
+        pytest.param({"target_size": "10Gi"}, None, "virtual_size", id="missing-argument"),
+    ],
+)
+def test_the_task_fails_as_the_module_does(tmp_path, args, reason, fragment):
+    rc, result = _run_task(tmp_path, args)
+    assert rc == 2, result
+    assert result["failed"] is True
+    if reason:  # argument errors carry none, from the module either
+        assert result["reason"] == reason, result
+    assert fragment in result["msg"]
+
+
+def test_without_the_package_in_the_controller_the_module_runs(tmp_path):
+    # The shadowing package hides vmdiskimage from the controller and from the module
+    # (which inherits PYTHONPATH): MissingLibrary can only come from the module's run.
+    (tmp_path / "vmdiskimage").mkdir()
+    (tmp_path / "vmdiskimage" / "__init__.py").write_text("raise ImportError('gone')\n")
+    rc, result = _run_task(
+        tmp_path,
+        {"virtual_size": "1Gi"},
+        interpreter=sys.executable,
+        pythonpath_first=str(tmp_path),
+    )
+    assert rc == 2, result
+    assert result["reason"] == "MissingLibrary"

@@ -63,6 +63,25 @@ def test_parse_result(terminated, expected):
     assert population.parse_result(terminated) == expected
 
 
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [
+        pytest.param(None, "ImageFetching", id="no-progress-yet"),
+        pytest.param({"phase": "ImageFetching"}, "ImageFetching", id="fetching"),
+        pytest.param({"phase": "Copying", "percent": 50.0}, "Copying", id="copying"),
+        pytest.param({"phase": "Converting"}, "Copying", id="converting-is-copying"),
+        pytest.param({"phase": "Resizing"}, "Resizing", id="resizing"),
+        # The pod printed its last line and is about to end: the status's phases have no
+        # word for that (Ready comes once the claim holds the volume).
+        pytest.param({"phase": "Succeeded", "percent": 100.0}, None, id="succeeded"),
+        pytest.param({"phase": "SomethingNew"}, None, id="unknown"),
+        pytest.param({"bytesDone": 1}, "ImageFetching", id="no-phase"),
+    ],
+)
+def test_status_phase_of_a_running_import(progress, expected):
+    assert population.status_phase(progress) == expected
+
+
 def test_container_terminated_reads_the_first_container():
     pod = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0}}}]}}
     assert population.container_terminated(pod) == {"exitCode": 0}
