@@ -79,7 +79,8 @@ def test_operator_rbac_is_what_the_flow_needs(default):
             ["get", "list", "watch", "create", "update", "patch", "delete"]
         ),
         ("", "persistentvolumes"): sorted(["get", "patch"]),
-        ("", "pods"): sorted(["get", "create", "delete"]),
+        # list/watch: the claim marker follows populator pods (label selector) to see them end.
+        ("", "pods"): sorted(["get", "list", "watch", "create", "delete"]),
         ("", "pods/log"): ["get"],
         ("", "configmaps"): ["get"],
         ("", "events"): sorted(["get", "create", "patch"]),
