@@ -21,11 +21,15 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import 
 )
 
 try:
-    from vmdiskimage.errors import VMDiskImageError
+    from vmdiskimage.errors import VMDiskImageError, redact
 except ImportError:
     # Reported by the modules that need the package (missing_required_lib).
     class VMDiskImageError(Exception):  # type: ignore[no-redef]
         """Stand-in so isinstance() works without the package."""
+
+    def redact(text):
+        """Without the package no registry URL is fetched, so none can be quoted."""
+        return text
 
 
 class ModuleFailure(Exception):
@@ -90,10 +94,12 @@ def describe_exception(exc, action):
     if isinstance(exc, ConfigError):
         # No kubeconfig, a bad context, an exec plugin that failed, ...
         return dict(msg=f"{action}: {exc}", reason="KubernetesClientError")
+    # An unexpected error may quote a pre-signed blob URL (requests and urllib3 put the
+    # URL in their messages): its query string is a credential, kept out of both.
     return dict(
-        msg=f"{action}: unexpected {type(exc).__name__}: {exc}",
+        msg=redact(f"{action}: unexpected {type(exc).__name__}: {exc}"),
         reason="InternalError",
-        exception="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        exception=redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))),
     )
 
 

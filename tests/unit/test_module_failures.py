@@ -77,3 +77,15 @@ def test_unexpected_errors_carry_the_traceback():
     except KeyError as exc:
         result = failures.describe_exception(exc, "a")
     assert "Traceback" in result["exception"]
+
+
+def test_unexpected_errors_never_quote_a_signed_url():
+    signed = "https://bucket.example/blob?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIA"
+    try:
+        raise ConnectionError(f"Max retries exceeded with url: {signed}")
+    except ConnectionError as exc:
+        result = failures.describe_exception(exc, "Reading the blob")
+    assert "bucket.example/blob?<redacted>" in result["msg"]
+    for text in (result["msg"], result["exception"]):
+        assert "s3cr3t" not in text
+        assert "AKIA" not in text
