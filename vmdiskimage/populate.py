@@ -27,12 +27,14 @@ from . import formats, qcow2, sizing
 from .errors import (
     BackingFileRefused,
     CorruptData,
+    CredentialsError,
     ExternalFileRefused,
     InvalidArgument,
     TargetError,
     TargetTooSmall,
     UnsupportedFormat,
     VMDiskImageError,
+    redact,
 )
 from .oci import Platform
 from .progress import Progress, configure_logging, write_termination_message
@@ -444,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("VDI_PULL_SECRET"),
         help="dockerconfigjson credentials file [VDI_PULL_SECRET]",
     )
+    parser.add_argument(
+        "--pull-secret-name",
+        default=env("VDI_PULL_SECRET_NAME"),
+        help="the Secret that file is mounted from (an optional volume): a missing file is "
+        "then reported as that Secret missing [VDI_PULL_SECRET_NAME]",
+    )
     parser.add_argument("--ca-file", default=env("VDI_CA_FILE"), help="CA bundle [VDI_CA_FILE]")
     parser.add_argument(
         "--plain-http",
@@ -481,6 +489,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_pull_secret(path: str | None, secret: str | None) -> None:
+    """Refuse a credentials file that was to come from a Secret and did not.
+
+    The operator mounts the pull secret as an optional volume, so that a Secret that does
+    not exist (or lacks the key) fails the import with this message and a Warning event
+    instead of leaving the pod in ContainerCreating, where nothing reports why.
+    """
+    if path and secret and not os.path.exists(path):
+        raise CredentialsError(
+            f"pull secret {secret!r} does not exist in this namespace or has no "
+            ".dockerconfigjson key: create it beside the PVC (kubectl create secret "
+            "docker-registry) or fix spec.pullSecretName; the import is retried"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; exit 0 on success, 1 on a failed import, 2 on bad arguments."""
     parser = build_parser()
@@ -490,6 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--source and --target (or VDI_SOURCE and VDI_TARGET) are required")
     progress = Progress(path=args.progress_file, interval=args.progress_interval)
     try:
+        check_pull_secret(args.pull_secret, args.pull_secret_name)
         result = populate(
             args.source,
             args.target,
@@ -517,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "result": "Failed",
                 "reason": "InternalError",
-                "message": f"{type(exc).__name__}: {exc}",
+                "message": redact(f"{type(exc).__name__}: {exc}"),
             },
         )
         return 1

@@ -139,9 +139,13 @@ def _apply_private(
     source: str,
     name: str,
     password: str | None = None,
+    secret: bool = True,
 ) -> None:
-    """A VMDiskImage of the private registry: pull secret, CA ConfigMap, created PVC."""
-    cluster.apply(namespace, pull_secret("pull", registry.dockerconfigjson(password=password)))
+    """A VMDiskImage of the private registry: pull secret (unless not ``secret``), CA
+    ConfigMap, created PVC."""
+    if secret:
+        credentials = registry.dockerconfigjson(password=password)
+        cluster.apply(namespace, pull_secret("pull", credentials))
     ca_bundle = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -357,6 +361,25 @@ def test_denied_credentials_fail_with_an_event_on_the_claim(
         cluster, namespace, "PersistentVolumeClaim", "denied-root"
     )
     assert cluster.get(namespace, "pvc", "denied-root")["status"]["phase"] == "Pending"
+
+
+def test_a_pull_secret_that_does_not_exist_fails_naming_it(
+    cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    private_registry: Registry,
+    private_disk: str,
+) -> None:
+    _apply_private(cluster, namespace, private_registry, private_disk, "nosecret", secret=False)
+
+    # Not a pod in ContainerCreating for ever: the populator says which Secret is missing.
+    final = wait_phase(cluster, namespace, "nosecret", "Failed", operator)
+
+    assert "InvalidCredentials" in final["message"], final
+    assert "pull secret 'pull' does not exist" in final["message"], final
+    assert "InvalidCredentials" in event_reasons(
+        cluster, namespace, "PersistentVolumeClaim", "nosecret-root"
+    )
 
 
 def test_a_target_smaller_than_the_disk_fails_naming_both_sizes(

@@ -76,3 +76,16 @@ def test_disk_name_is_passed_to_the_populator(tmp_path):
 
 def test_no_disk_name_no_argument(tmp_path):
     assert not [a for a in _args(_pod(SPEC, tmp_path)) if a.startswith("--disk-name")]
+
+
+def test_the_pull_secret_is_an_optional_volume_named_to_the_populator(tmp_path):
+    pod = _pod({**SPEC, "pullSecretName": "regcred"}, tmp_path)
+
+    assert "--pull-secret-name=regcred" in _args(pod)
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "pull-secret"]
+    # Not optional, a missing Secret would hold the pod in ContainerCreating, unreported.
+    assert volume["secret"] == {
+        "secretName": "regcred",
+        "optional": True,
+        "items": [{"key": ".dockerconfigjson", "path": ".dockerconfigjson"}],
+    }
