@@ -506,7 +506,7 @@ state = "$STATE/containerd/state"
   # Block volumes reach containers as device nodes owned by root; with this, they are
   # owned by the pod's runAsUser/runAsGroup instead, so a non-root populator can write
   # them. It is the node setting KubeVirt and CDI document for non-root block access.
-  # containerd's own default is false: `cluster.sh device-ownership false` tries that.
+  # containerd's own default is false: "cluster.sh device-ownership false" tries that.
   device_ownership_from_security_context = $device_ownership
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
