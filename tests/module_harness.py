@@ -109,7 +109,8 @@ def run_playbook(
     args: tuple[str, ...] = (),
     timeout: float = 300,
 ) -> tuple[int, dict[str, Any], str]:
-    """ansible-playbook playbooks/<playbook> -e <json>; (rc, JSON report, stderr)."""
+    """ansible-playbook playbooks/<playbook> (or an absolute path) -e <json>; (rc, JSON
+    report, stdout and stderr)."""
     proc = subprocess.run(
         [
             str(VENV_BIN / "ansible-playbook"),
@@ -130,6 +131,32 @@ def run_playbook(
     except ValueError:
         report = {}
     return proc.returncode, report, proc.stdout + proc.stderr
+
+
+def run_task(
+    tmp_path: Path,
+    task: dict[str, Any],
+    *,
+    play_vars: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """One task in a localhost play (the collection in ``collections``), run by
+    ansible-playbook from a file in ``tmp_path``; (rc, the task's result)."""
+    playbook = tmp_path / "task.yml"
+    play = {
+        "name": "One task",
+        "hosts": "localhost",
+        "connection": "local",
+        "gather_facts": False,
+        "collections": ["vm_example.vmdiskimage"],
+        "vars": play_vars or {},
+        "tasks": [task],
+    }
+    playbook.write_text(json.dumps([play]))  # JSON is YAML
+    rc, report, output = run_playbook(str(playbook), env=env, timeout=120)
+    results = task_results(report)
+    assert len(results) == 1, output
+    return rc, results[0]
 
 
 def task_results(report: dict[str, Any]) -> list[dict[str, Any]]:

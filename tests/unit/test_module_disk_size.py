@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 
 import pytest
 
-from tests.module_harness import ROOT, VENV_BIN, ansible_env, run_module, task_results
+from tests.module_harness import ansible_env, run_module, run_task
 
 pytestmark = pytest.mark.unit
 
@@ -133,34 +131,15 @@ def test_missing_package_is_reported_with_missing_required_lib(tmp_path):
 
 def _run_task(tmp_path, args, interpreter="/nonexistent/python3", pythonpath_first=None):
     """The disk_size task in a play, by default one whose Python interpreter does not exist."""
-    playbook = tmp_path / "sizes.yml"
-    playbook.write_text(
-        f"""
-- name: Sizes
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: {interpreter}
-  tasks:
-    - name: Work out the sizes
-      vm_example.vmdiskimage.disk_size: {json.dumps(args)}
-"""
-    )
-    env = ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    env = None
     if pythonpath_first:
-        env["PYTHONPATH"] = os.pathsep.join((pythonpath_first, env["PYTHONPATH"]))
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)],
-        capture_output=True,
-        text=True,
+        env = {"PYTHONPATH": os.pathsep.join((pythonpath_first, ansible_env()["PYTHONPATH"]))}
+    return run_task(
+        tmp_path,
+        {"name": "Work out the sizes", "vm_example.vmdiskimage.disk_size": args},
+        play_vars={"ansible_python_interpreter": interpreter},
         env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
     )
-    (result,) = task_results(json.loads(proc.stdout))
-    return proc.returncode, result
 
 
 # The VMDiskImage role sizes the target PVC on the way to creating it: the task runs in

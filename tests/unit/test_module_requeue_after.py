@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from tests.module_harness import ROOT, VENV_BIN, ansible_env, run_module, task_results
+from tests.module_harness import run_module, run_task
 
 pytestmark = pytest.mark.unit
 
@@ -29,34 +26,13 @@ def test_anything_else_is_refused_with_a_reason(period):
 
 
 def _run_task(tmp_path, period):
-    """The requeue_after task in a play whose Python interpreter does not exist."""
-    playbook = tmp_path / "requeue.yml"
-    playbook.write_text(
-        f"""
-- name: Requeue
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  collections: [vm_example.vmdiskimage]
-  vars:
-    ansible_python_interpreter: /nonexistent/python3
-  tasks:
-    - name: Look again later
-      requeue_after:
-        period: {json.dumps(period)}
-"""
+    """The requeue_after task, by the short name ansible-operator matches, in a play
+    whose Python interpreter does not exist."""
+    return run_task(
+        tmp_path,
+        {"name": "Look again later", "requeue_after": {"period": period}},
+        play_vars={"ansible_python_interpreter": "/nonexistent/python3"},
     )
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)],
-        capture_output=True,
-        text=True,
-        env=ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}),
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    (result,) = task_results(json.loads(proc.stdout))
-    return proc.returncode, result
 
 
 # Every reconcile that requeues ends with this task, and ansible-operator returns the
