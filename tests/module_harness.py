@@ -164,3 +164,26 @@ def task_results(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         task["hosts"]["localhost"] for play in report.get("plays", []) for task in play["tasks"]
     ]
+
+
+def render_template(template: str, facts: dict[str, Any], tmp_path: Path) -> Any:
+    """A role's template rendered by Ansible itself (an ad-hoc ``template`` lookup) with
+    ``facts`` as extra vars, parsed as YAML."""
+    facts_file = tmp_path / "facts.json"
+    facts_file.write_text(json.dumps(facts))
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-m", "ansible.builtin.debug",
+            "-a", f"msg={{{{ lookup('ansible.builtin.template', '{template}') | from_yaml }}}}",
+            "-e", f"@{facts_file}",
+        ],
+        capture_output=True,
+        text=True,
+        env=ansible_env({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}),
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    return report["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]

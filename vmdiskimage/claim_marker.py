@@ -98,6 +98,28 @@ def mark_patch(
     }
 
 
+def ended_phase(pod: dict[str, Any]) -> str | None:
+    """Succeeded or Failed for a pod that has ended, else None.
+
+    A pod that restarts nothing has ended once all its containers have terminated: the
+    API shows that about a second before the kubelet moves the phase on, and the import
+    finishes that much sooner. The populator role reads the pod on the same rule
+    (pod_phase in plugins/module_utils/population.py).
+    """
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    if phase in ("Succeeded", "Failed"):
+        return phase
+    if (pod.get("spec") or {}).get("restartPolicy") != "Never":
+        return None
+    states = [
+        (s.get("state") or {}).get("terminated") for s in status.get("containerStatuses") or []
+    ]
+    if not states or None in states:
+        return None
+    return "Succeeded" if all(s.get("exitCode") == 0 for s in states) else "Failed"
+
+
 def nudge(pod: dict[str, Any]) -> tuple[str, str, str, str] | None:
     """(namespace, claim name, claim UID, annotation value) for a populator pod that has
     ended, else None.
@@ -107,10 +129,10 @@ def nudge(pod: dict[str, Any]) -> tuple[str, str, str, str] | None:
     """
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
-    phase = (pod.get("status") or {}).get("phase")
+    phase = ended_phase(pod)
     name, _, value = POD_SELECTOR.partition("=")
     if (
-        phase not in ("Succeeded", "Failed")
+        phase is None
         or meta.get("deletionTimestamp")
         or labels.get(name) != value
         or not labels.get(PRIME_OF)

@@ -48,6 +48,33 @@ def status_phase(progress):
     return STATUS_PHASES.get(progress.get("phase") or "ImageFetching")
 
 
+#: The pod phases after which a pod never runs again.
+ENDED_PHASES = ("Succeeded", "Failed")
+
+
+def pod_phase(pod):
+    """The pod's phase, or the phase it is about to reach.
+
+    A pod that restarts nothing is over once all its containers have terminated, and the
+    API says so (containerStatuses) about a second before the kubelet moves the phase
+    on: Succeeded when every container exited 0, else Failed. The claim marker
+    (vmdiskimage/claim_marker.py) nudges the claim on the same rule, so the reconcile it
+    starts sees the pod as ended. None when there is no pod.
+    """
+    if not pod:
+        return None
+    status = pod.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    if phase in ENDED_PHASES or (pod.get("spec") or {}).get("restartPolicy") != "Never":
+        return phase
+    states = [
+        (s.get("state") or {}).get("terminated") for s in status.get("containerStatuses") or []
+    ]
+    if not states or None in states:
+        return phase
+    return "Succeeded" if all(s.get("exitCode") == 0 for s in states) else "Failed"
+
+
 def container_terminated(pod):
     """The terminated state of the pod's first container, or None."""
     statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []

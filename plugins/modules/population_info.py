@@ -40,6 +40,14 @@ options:
     description: Lines of the running pod's log searched for the latest progress line.
     type: int
     default: 5
+  wait_end:
+    description:
+      - Seconds to wait for a populator pod that has not ended yet to end, looking at it
+        twice a second; the pod is returned as it is then. A short import ends within
+        the run that started it instead of the next one.
+      - C(0) reads once and returns.
+    type: float
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -97,6 +105,14 @@ pod:
   returned: success
   type: dict
   sample: {status: {phase: Running}}
+pod_phase:
+  description:
+    - The populator pod's phase, or C(Succeeded) or C(Failed) as soon as its container
+      has terminated, about a second before the kubelet updates the phase itself (the pod
+      restarts nothing). Null when there is no pod.
+  returned: success
+  type: str
+  sample: Succeeded
 progress:
   description:
     - The latest progress record the running pod printed (docs/datapath.md), or null
@@ -147,6 +163,8 @@ reason:
   sample: Forbidden
 """
 
+import time
+
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.failures import (
     fail_from_exception,
 )
@@ -159,9 +177,11 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import 
     k8s_module,
 )
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.population import (
+    ENDED_PHASES,
     container_terminated,
     latest_progress,
     parse_result,
+    pod_phase,
     status_phase,
 )
 
@@ -169,7 +189,11 @@ ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
     namespace=dict(type="str", required=True),
     log_lines=dict(type="int", default=5),
+    wait_end=dict(type="float", default=0),
 )
+
+#: Seconds between two looks at a pod whose end is waited for.
+WAIT_END_INTERVAL = 0.5
 
 
 def pod_log(client, pods, name, namespace, lines):
@@ -203,6 +227,18 @@ def assigns_uid(client):
     return True
 
 
+def wait_for_end(client, pods, pod, seconds):
+    """The pod once it has ended, or as it is after ``seconds`` (None if it went away)."""
+    deadline = time.monotonic() + seconds
+    meta = pod["metadata"]
+    while pod is not None and pod_phase(pod) not in ENDED_PHASES:
+        if time.monotonic() + WAIT_END_INTERVAL > deadline:
+            break
+        time.sleep(WAIT_END_INTERVAL)
+        pod = get_object(client, pods, meta["name"], meta["namespace"])
+    return pod
+
+
 def read(module, client):
     params = module.params
     namespace = params["namespace"]
@@ -214,6 +250,7 @@ def read(module, client):
         storage_class=None,
         prime=None,
         pod=None,
+        pod_phase=None,
         progress=None,
         phase=None,
         terminated=None,
@@ -239,7 +276,10 @@ def read(module, client):
     state["prime"] = get_object(client, pvcs, state["prime_name"], namespace)
     pods = find_resource(client, "v1", "Pod")
     pod = get_object(client, pods, state["pod_name"], namespace)
+    if pod is not None and not spec.get("volumeName"):
+        pod = wait_for_end(client, pods, pod, params["wait_end"])
     state["pod"] = pod
+    state["pod_phase"] = pod_phase(pod)
     if spec.get("volumeName"):
         pvs = find_resource(client, "v1", "PersistentVolume")
         state["volume"] = get_object(client, pvs, spec["volumeName"])
@@ -249,7 +289,7 @@ def read(module, client):
     else:
         state["terminated"] = container_terminated(pod)
         state["result"] = parse_result(state["terminated"])
-        if (pod.get("status") or {}).get("phase") == "Running":
+        if state["pod_phase"] == "Running":
             text = pod_log(client, pods, state["pod_name"], namespace, params["log_lines"])
             state["progress"] = latest_progress(text)
         state["phase"] = status_phase(state["progress"])

@@ -40,7 +40,8 @@ def slow_poll_operator(
     op = Operator(
         cluster,
         tmp_path_factory.mktemp("pod-end-operator"),
-        args=("--ansible-args=-e populator_poll_period=10m",),
+        # Nor does the run that creates the pod wait for its end.
+        args=("--ansible-args=-e populator_poll_period=10m -e populator_wait_end_seconds=0",),
     )
     op.start()
     yield op

@@ -57,7 +57,9 @@ def test_needs_label(claim, expected):
     assert needs_label(claim) is expected
 
 
-def _pod(phase="Succeeded", uid="p-1", deleting=False, labels=None, populating="n/c"):
+def _pod(
+    phase="Succeeded", uid="p-1", deleting=False, labels=None, populating="n/c", exit_codes=()
+):
     meta = {
         "name": "populate-c-1",
         "namespace": "n",
@@ -72,7 +74,15 @@ def _pod(phase="Succeeded", uid="p-1", deleting=False, labels=None, populating="
     }
     if deleting:
         meta["deletionTimestamp"] = "2026-12-03T00:00:00Z"
-    return {"metadata": meta, "spec": {}, "status": {"phase": phase}}
+    statuses = [
+        {"state": {"running": {}} if code is None else {"terminated": {"exitCode": code}}}
+        for code in exit_codes
+    ]
+    return {
+        "metadata": meta,
+        "spec": {"restartPolicy": "Never"},
+        "status": {"phase": phase, "containerStatuses": statuses},
+    }
 
 
 @pytest.mark.parametrize(
@@ -83,6 +93,15 @@ def _pod(phase="Succeeded", uid="p-1", deleting=False, labels=None, populating="
         # A retry's pod that fails like the one before still nudges: its UID differs.
         pytest.param(_pod("Failed", uid="p-2"), ("n", "c", "c-1", "p-2 Failed"), id="next-attempt"),
         pytest.param(_pod(phase="Running"), None, id="running"),
+        # Its container has ended: the pod has, though the kubelet has not said so yet.
+        pytest.param(
+            _pod("Running", exit_codes=[0]), ("n", "c", "c-1", "p-1 Succeeded"), id="exited-0"
+        ),
+        pytest.param(
+            _pod("Running", exit_codes=[3]), ("n", "c", "c-1", "p-1 Failed"), id="exited-non-zero"
+        ),
+        pytest.param(_pod("Running", exit_codes=[0, None]), None, id="a-container-still-runs"),
+        pytest.param(_pod("Running", exit_codes=[None]), None, id="container-running"),
         pytest.param(_pod(phase="Pending"), None, id="pending"),
         pytest.param(_pod(deleting=True), None, id="being-deleted"),
         pytest.param(_pod(labels={}), None, id="not-a-populator-pod"),

@@ -89,6 +89,37 @@ def test_container_terminated_reads_the_first_container():
     assert population.container_terminated(None) is None
 
 
+def _pod(phase, exit_codes=(), restart_policy="Never"):
+    statuses = [
+        {"state": {"running": {}} if code is None else {"terminated": {"exitCode": code}}}
+        for code in exit_codes
+    ]
+    return {
+        "spec": {"restartPolicy": restart_policy},
+        "status": {"phase": phase, "containerStatuses": statuses},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "expected"),
+    [
+        pytest.param(_pod("Pending"), "Pending", id="pending"),
+        pytest.param(_pod("Running", [None]), "Running", id="running"),
+        pytest.param(_pod("Succeeded", [0]), "Succeeded", id="succeeded"),
+        pytest.param(_pod("Failed", [1]), "Failed", id="failed"),
+        # The container has ended and the kubelet has not moved the phase on yet.
+        pytest.param(_pod("Running", [0]), "Succeeded", id="exited-0"),
+        pytest.param(_pod("Running", [137]), "Failed", id="killed"),
+        pytest.param(_pod("Running", [0, None]), "Running", id="one-container-still-runs"),
+        pytest.param(_pod("Running", [0], "OnFailure"), "Running", id="restarting-pod"),
+        pytest.param({"status": {}}, "Pending", id="no-phase-yet"),
+        pytest.param(None, None, id="no-pod"),
+    ],
+)
+def test_pod_phase_counts_a_pod_whose_containers_ended_as_ended(pod, expected):
+    assert population.pod_phase(pod) == expected
+
+
 def test_the_module_refuses_missing_arguments():
     result = run_module("population_info", {"name": "x"})
     assert result["failed"] is True

@@ -6,15 +6,13 @@ role's defaults and the facts the role sets before it creates the pod.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.module_harness import ROOT, VENV_BIN, ansible_env
+from tests.module_harness import ROOT, render_template
 
 pytestmark = pytest.mark.unit
 
@@ -36,24 +34,7 @@ def _pod(spec: dict[str, Any], tmp_path: Path, volume_mode: str = "Filesystem") 
         "__state": {},
         "__source_image": spec["sourceImage"],
     }
-    facts_file = tmp_path / "facts.json"
-    facts_file.write_text(json.dumps(facts))
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-m", "ansible.builtin.debug",
-            "-a", f"msg={{{{ lookup('ansible.builtin.template', '{TEMPLATE}') | from_yaml }}}}",
-            "-e", f"@{facts_file}",
-        ],
-        capture_output=True,
-        text=True,
-        env=ansible_env({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}),
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads(proc.stdout)
-    return report["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
+    return render_template(TEMPLATE, facts, tmp_path)
 
 
 def _args(pod: dict) -> list[str]:
