@@ -661,8 +661,10 @@ def main() -> int:
     finally:
         pool.shutdown()
     print()
-    print("all targets met" if ok else "SOME TARGETS MISSED")
-    return 0 if ok else 1
+    # Figures, not a test: a missed target is reported above and here, and the run still
+    # succeeds (the figures of a loaded or smaller machine are worth reading too).
+    print("all targets met" if ok else "SOME TARGETS MISSED (see the verdicts above)")
+    return 0
 
 
 if __name__ == "__main__":

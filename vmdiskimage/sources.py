@@ -468,20 +468,16 @@ def _container_disk(
                 head = read_head(tar, min(HEAD_BYTES, entry.size))
                 detected = formats.detect(head)
                 virtual, file_size = container_disk_sizes(entry.size, path, detected)
-                info = DiskInfo(
-                    reference=str(resolved.reference),
-                    digest=resolved.digest,
-                    index_digest=resolved.index_digest,
-                    kind=CONTAINER_DISK,
-                    layer=layer,
-                    compression=source.compression,
-                    format=detected.format,
-                    virtual_size=virtual[0],
+                info = _disk_info(
+                    resolved,
+                    CONTAINER_DISK,
+                    layer,
+                    source,
+                    detected,
+                    virtual,
+                    file_size,
                     disk_size=file_size[0],
                     disk_path=path,
-                    has_backing_file=detected.has_backing_file,
-                    external_file=detected.external_file,
-                    sizes_from=_sizes_from(virtual, file_size),
                 )
                 rest = _check_rest_of_layer(tar, layer, path, hidden)
                 return DiskStream(info, source, tar, head, rest)
@@ -497,6 +493,34 @@ def _container_disk(
         hidden |= whiteouts
     raise DiskNotFound(
         f"image {resolved.reference} is not a containerDisk: no regular file under disk/"
+    )
+
+
+def _disk_info(
+    resolved: ResolvedImage,
+    kind: str,
+    layer: Descriptor,
+    source: _Layer,
+    detected: formats.FormatInfo,
+    virtual: Size,
+    file_size: Size,
+    **where: Any,
+) -> DiskInfo:
+    """What was found of a disk: the image, its layer, the detected format, the sizes and
+    their origin; ``where`` has the fields only one kind of source knows."""
+    return DiskInfo(
+        reference=str(resolved.reference),
+        digest=resolved.digest,
+        index_digest=resolved.index_digest,
+        kind=kind,
+        layer=layer,
+        compression=source.compression,
+        format=detected.format,
+        virtual_size=virtual[0],
+        has_backing_file=detected.has_backing_file,
+        external_file=detected.external_file,
+        sizes_from=_sizes_from(virtual, file_size),
+        **where,
     )
 
 
@@ -526,21 +550,17 @@ def _artifact(
                 f"layer {layer.digest} is labelled {labelled} but its bytes are {detected.format}"
             )
         virtual = artifact_virtual_size(layer, source.compression, detected, file_size, source.head)
-        info = DiskInfo(
-            reference=str(resolved.reference),
-            digest=resolved.digest,
-            index_digest=resolved.index_digest,
-            kind=ARTIFACT,
-            layer=layer,
-            compression=source.compression,
-            format=detected.format,
-            virtual_size=virtual[0],
+        info = _disk_info(
+            resolved,
+            ARTIFACT,
+            layer,
+            source,
+            detected,
+            virtual,
+            file_size,
             disk_size=declared,
             disk_path=layer.annotations.get(ANNOTATION_TITLE),
-            has_backing_file=detected.has_backing_file,
-            external_file=detected.external_file,
             annotations=dict(layer.annotations),
-            sizes_from=_sizes_from(virtual, file_size),
             disk_name=disk_name(layer),
         )
     except BaseException:

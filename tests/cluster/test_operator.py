@@ -139,13 +139,13 @@ def _apply_private(
     source: str,
     name: str,
     password: str | None = None,
-    secret: bool = True,
+    secret: str | None = "pull",
 ) -> None:
-    """A VMDiskImage of the private registry: pull secret (unless not ``secret``), CA
-    ConfigMap, created PVC."""
+    """A VMDiskImage of the private registry: pull secret ``secret`` (or a name that no
+    Secret has, when None), CA ConfigMap, created PVC."""
     if secret:
         credentials = registry.dockerconfigjson(password=password)
-        cluster.apply(namespace, pull_secret("pull", credentials))
+        cluster.apply(namespace, pull_secret(secret, credentials))
     ca_bundle = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -160,7 +160,7 @@ def _apply_private(
             source,
             f"{name}-root",
             insecureRegistry=False,
-            pullSecretName="pull",
+            pullSecretName=secret or "absent",
             caBundleConfigMap={"name": "registry-ca"},
             targetPVC={"name": f"{name}-root", "createIfNotExist": True},
         ),
@@ -345,41 +345,27 @@ def test_a_tag_that_does_not_exist_fails_with_an_event(
     assert "ImageNotFound" in event_reasons(cluster, namespace, "VMDiskImage", "missing")
 
 
-def test_denied_credentials_fail_with_an_event_on_the_claim(
+def test_bad_pull_credentials_fail_with_an_event_on_the_claim(
     cluster: Cluster,
     namespace: str,
     operator: Operator,
     private_registry: Registry,
     private_disk: str,
 ) -> None:
+    # Both at once, in one namespace: a wrong password, and a Secret that does not exist
+    # (not a pod in ContainerCreating for ever: the populator says which Secret is missing).
+    cases = {
+        "denied": ("AuthenticationFailed", "AuthenticationFailed"),
+        "nosecret": ("InvalidCredentials", "pull secret 'absent' does not exist"),
+    }
     _apply_private(cluster, namespace, private_registry, private_disk, "denied", password="wrong")
+    _apply_private(cluster, namespace, private_registry, private_disk, "nosecret", secret=None)
 
-    final = wait_phase(cluster, namespace, "denied", "Failed", operator)
-
-    assert "AuthenticationFailed" in final["message"], final
-    assert "AuthenticationFailed" in event_reasons(
-        cluster, namespace, "PersistentVolumeClaim", "denied-root"
-    )
-    assert cluster.get(namespace, "pvc", "denied-root")["status"]["phase"] == "Pending"
-
-
-def test_a_pull_secret_that_does_not_exist_fails_naming_it(
-    cluster: Cluster,
-    namespace: str,
-    operator: Operator,
-    private_registry: Registry,
-    private_disk: str,
-) -> None:
-    _apply_private(cluster, namespace, private_registry, private_disk, "nosecret", secret=False)
-
-    # Not a pod in ContainerCreating for ever: the populator says which Secret is missing.
-    final = wait_phase(cluster, namespace, "nosecret", "Failed", operator)
-
-    assert "InvalidCredentials" in final["message"], final
-    assert "pull secret 'pull' does not exist" in final["message"], final
-    assert "InvalidCredentials" in event_reasons(
-        cluster, namespace, "PersistentVolumeClaim", "nosecret-root"
-    )
+    for name, (reason, says) in cases.items():
+        final = wait_phase(cluster, namespace, name, "Failed", operator)
+        assert reason in final["message"] and says in final["message"], (name, final)
+        assert reason in event_reasons(cluster, namespace, "PersistentVolumeClaim", f"{name}-root")
+        assert cluster.get(namespace, "pvc", f"{name}-root")["status"]["phase"] == "Pending"
 
 
 def test_a_target_smaller_than_the_disk_fails_naming_both_sizes(
