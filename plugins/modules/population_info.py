@@ -43,7 +43,7 @@ options:
   wait_end:
     description:
       - Seconds to wait for a populator pod that has not ended yet to end, looking at it
-        twice a second; the pod is returned as it is then. A short import ends within
+        four times a second; the pod is returned as it is then. A short import ends within
         the run that started it instead of the next one.
       - C(0) reads once and returns.
     type: float
@@ -193,7 +193,7 @@ ARGUMENT_SPEC = dict(
 )
 
 #: Seconds between two looks at a pod whose end is waited for.
-WAIT_END_INTERVAL = 0.5
+WAIT_END_INTERVAL = 0.25
 
 
 def pod_log(client, pods, name, namespace, lines):
