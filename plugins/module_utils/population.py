@@ -50,10 +50,12 @@ def status_phase(progress):
 
 #: The pod phases after which a pod never runs again.
 ENDED_PHASES = ("Succeeded", "Failed")
+#: What pod_phase says of a pod that is being deleted, whatever its phase.
+TERMINATING = "Terminating"
 
 
 def pod_phase(pod):
-    """The pod's phase, or the phase it is about to reach.
+    """The pod's phase, or the phase it is about to reach; Terminating once deleted.
 
     A pod that restarts nothing is over once all its containers have terminated, and the
     API says so (containerStatuses) about a second before the kubelet moves the phase
@@ -63,6 +65,11 @@ def pod_phase(pod):
     """
     if not pod:
         return None
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        # Deleted by someone (a user, an eviction, a drain): it may still finish, or be
+        # killed midway; its result is not trusted, and the import starts again with a
+        # new pod once this one is gone.
+        return TERMINATING
     status = pod.get("status") or {}
     phase = status.get("phase") or "Pending"
     if phase in ENDED_PHASES or (pod.get("spec") or {}).get("restartPolicy") != "Never":

@@ -42,9 +42,9 @@ options:
     default: 5
   wait_end:
     description:
-      - Seconds to wait for a populator pod that has not ended yet to end, looking at it
-        four times a second; the pod is returned as it is then. A short import ends within
-        the run that started it instead of the next one.
+      - Seconds to wait for a populator pod that has not ended yet to end (or to be
+        deleted), looking at it four times a second; the pod is returned as it is then.
+        A short import ends within the run that started it instead of the next one.
       - C(0) reads once and returns.
     type: float
     default: 0
@@ -109,7 +109,8 @@ pod_phase:
   description:
     - The populator pod's phase, or C(Succeeded) or C(Failed) as soon as its container
       has terminated, about a second before the kubelet updates the phase itself (the pod
-      restarts nothing). Null when there is no pod.
+      restarts nothing). C(Terminating) for a pod that is being deleted, whatever its
+      phase - its result is not to be trusted. Null when there is no pod.
   returned: success
   type: str
   sample: Succeeded
@@ -178,6 +179,7 @@ from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.k8s import 
 )
 from ansible_collections.vm_example.vmdiskimage.plugins.module_utils.population import (
     ENDED_PHASES,
+    TERMINATING,
     container_terminated,
     latest_progress,
     parse_result,
@@ -228,10 +230,11 @@ def assigns_uid(client):
 
 
 def wait_for_end(client, pods, pod, seconds):
-    """The pod once it has ended, or as it is after ``seconds`` (None if it went away)."""
+    """The pod once it has ended or is being deleted, or as it is after ``seconds`` (None
+    if it went away)."""
     deadline = time.monotonic() + seconds
     meta = pod["metadata"]
-    while pod is not None and pod_phase(pod) not in ENDED_PHASES:
+    while pod is not None and pod_phase(pod) not in (*ENDED_PHASES, TERMINATING):
         if time.monotonic() + WAIT_END_INTERVAL > deadline:
             break
         time.sleep(WAIT_END_INTERVAL)

@@ -89,12 +89,13 @@ def test_container_terminated_reads_the_first_container():
     assert population.container_terminated(None) is None
 
 
-def _pod(phase, exit_codes=(), restart_policy="Never"):
+def _pod(phase, exit_codes=(), restart_policy="Never", deleting=False):
     statuses = [
         {"state": {"running": {}} if code is None else {"terminated": {"exitCode": code}}}
         for code in exit_codes
     ]
     return {
+        "metadata": {"deletionTimestamp": "2026-12-04T16:29:49Z"} if deleting else {},
         "spec": {"restartPolicy": restart_policy},
         "status": {"phase": phase, "containerStatuses": statuses},
     }
@@ -112,6 +113,10 @@ def _pod(phase, exit_codes=(), restart_policy="Never"):
         pytest.param(_pod("Running", [137]), "Failed", id="killed"),
         pytest.param(_pod("Running", [0, None]), "Running", id="one-container-still-runs"),
         pytest.param(_pod("Running", [0], "OnFailure"), "Running", id="restarting-pod"),
+        # Deleted mid-copy: whatever it does next, its result is not used.
+        pytest.param(_pod("Running", [None], deleting=True), "Terminating", id="deleted"),
+        pytest.param(_pod("Running", [0], deleting=True), "Terminating", id="deleted-exited-0"),
+        pytest.param(_pod("Succeeded", [0], deleting=True), "Terminating", id="deleted-succeeded"),
         pytest.param({"status": {}}, "Pending", id="no-phase-yet"),
         pytest.param(None, None, id="no-pod"),
     ],
