@@ -24,7 +24,8 @@ description:
     O(json_patch) to the one object named.
   - O(state=absent) deletes each object; objects already gone are fine.
   - O(state=listed) lists the objects of O(kind) in O(namespace) (all namespaces when
-    unset), optionally filtered by O(label_selector).
+    unset), optionally filtered by O(label_selector); with O(name), only the object of
+    that name (none when it does not exist).
 author:
   - vmdiskimage-operator maintainers (@vm-example)
 extends_documentation_fragment:
@@ -82,6 +83,12 @@ options:
   label_selector:
     description: With O(state=listed), a label selector such as C(app=web,tier!=db).
     type: str
+  name:
+    description:
+      - With O(state=listed), read the one object of this name (in O(namespace) for a
+        namespaced kind) instead of a list; RV(resources) is empty when it does not
+        exist. Not combined with O(label_selector).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -124,6 +131,14 @@ EXAMPLES = r"""
     state: absent
     definitions:
       - {apiVersion: v1, kind: Pod, metadata: {name: populate-0c3e, namespace: vms}}
+
+- name: Read a StorageClass, if it exists
+  vm_example.vmdiskimage.k8s_objects:
+    state: listed
+    api_version: storage.k8s.io/v1
+    kind: StorageClass
+    name: hostpath
+  register: storage_class
 
 - name: List the PVCs of a namespace
   vm_example.vmdiskimage.k8s_objects:
@@ -202,6 +217,7 @@ ARGUMENT_SPEC = dict(
     kind=dict(type="str"),
     namespace=dict(type="str"),
     label_selector=dict(type="str"),
+    name=dict(type="str"),
     wait_bound=dict(type="float", default=0),
 )
 
@@ -307,9 +323,20 @@ def run(module, client):
         if not params["kind"]:
             raise ModuleFailure("state=listed needs kind", "InvalidArguments")
         resource = find_resource(client, params["api_version"], params["kind"])
-        query = {"labelSelector": params["label_selector"]} if params["label_selector"] else {}
-        listing = client.get(resource, None, params["namespace"], **query)
-        items = listing.get("items") or []
+        if params["name"]:
+            if params["label_selector"]:
+                raise ModuleFailure(
+                    "name and label_selector do not go together", "InvalidArguments"
+                )
+            if resource.namespaced and not params["namespace"]:
+                raise ModuleFailure(
+                    f"{resource.kind} {params['name']}: give namespace", "InvalidArguments"
+                )
+            found = get_object(client, resource, params["name"], params["namespace"])
+            items = [found] if found is not None else []
+        else:
+            query = {"labelSelector": params["label_selector"]} if params["label_selector"] else {}
+            items = client.get(resource, None, params["namespace"], **query).get("items") or []
         for item in items:  # a list's items carry neither; k8s_info adds them too
             item.setdefault("apiVersion", resource.api_version)
             item.setdefault("kind", resource.kind)

@@ -165,8 +165,12 @@ def slow_repo(registry: Registry, slow_disk: Path) -> str:
 
 
 def _target(name: str, source: str, **spec: Any) -> dict[str, Any]:
-    """A VMDiskImage that creates its target PVC `<name>-root` of 64Mi on hostpath."""
+    """A VMDiskImage that creates its target PVC `<name>-root` of 64Mi on hostpath.
+
+    ``targetPVC`` in ``spec`` changes fields of that target.
+    """
     target = {"name": f"{name}-root", "createIfNotExist": True, "storageClass": FS}
+    target.update(spec.pop("targetPVC", {}))
     return vmdiskimage(name, source, f"{name}-root", targetPVC=target, **spec)
 
 
@@ -782,6 +786,17 @@ def hostile_sources(
         {"insecureRegistry": False},  # HTTPS, verified; no caBundleConfigMap
         "TLSVerificationFailed",
     )
+    # Checked against the cluster before the image is looked at.
+    sources["storage class that does not exist"] = (
+        f"{registry.url}/hard/small:1",
+        {"targetPVC": {"storageClass": "no-such-class"}},
+        "names no StorageClass",
+    )
+    sources["CA bundle ConfigMap that does not exist"] = (
+        f"{tls_registry.url}/bad/untrusted:1",
+        {"insecureRegistry": False, "caBundleConfigMap": {"name": "no-such-ca"}},
+        "ConfigMap no-such-ca",
+    )
     sources["targetSize below the virtual size"] = (
         f"{registry.url}/hard/small:1",
         {"targetSize": "8Mi"},
@@ -800,6 +815,8 @@ HOSTILE_CASES = [
     "registry that does not answer",
     "denied credentials",
     "registry certificate not trusted",
+    "storage class that does not exist",
+    "CA bundle ConfigMap that does not exist",
     "targetSize below the virtual size",
     "lying disk format",
     "unsupported disk format",

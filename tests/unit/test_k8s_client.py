@@ -313,6 +313,17 @@ def test_k8s_objects_check_mode_asks_the_server_for_a_dry_run(api, state, spec, 
     assert all("dryRun=All" in s["path"] for s in writes), [s["path"] for s in writes]
 
 
+@pytest.mark.parametrize("exists", [True, False], ids=["exists", "missing"])
+def test_k8s_objects_listed_by_name_reads_the_one_object(api, exists):
+    if exists:
+        FakeApi.objects["/api/v1/namespaces/ns/pods/p"] = POD
+    result = run_objects(api, state="listed", kind="Pod", namespace="ns", name="p")
+    assert result["changed"] is False
+    assert result["resources"] == ([POD] if exists else [])
+    # One GET of the object itself, not a list of the namespace.
+    assert FakeApi.seen[-1]["path"] == "/api/v1/namespaces/ns/pods/p"
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -320,6 +331,20 @@ def test_k8s_objects_check_mode_asks_the_server_for_a_dry_run(api, state, spec, 
             {"state": "present", "json_patch": []}, "json_patch goes with", id="json-patch"
         ),
         pytest.param({"state": "listed"}, "needs kind", id="listed-without-kind"),
+        pytest.param(
+            {
+                "state": "listed",
+                "kind": "Pod",
+                "name": "p",
+                "namespace": "ns",
+                "label_selector": "a=b",
+            },
+            "do not go together",
+            id="name-and-selector",
+        ),
+        pytest.param(
+            {"state": "listed", "kind": "Pod", "name": "p"}, "give namespace", id="no-namespace"
+        ),
         pytest.param({"state": "absent", "definitions": []}, "needs definitions", id="empty"),
         pytest.param(
             {"definitions": [{"apiVersion": "v1", "kind": "Pod", "metadata": {}}]},
