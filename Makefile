@@ -160,7 +160,7 @@ cluster-down: ## Stop the cluster: processes, mounts, loop devices, bridge.
 	$(CLUSTER) down
 
 .PHONY: cluster-images
-cluster-images: ## Build the base, operator and populator images and load them into the node.
+cluster-images: build/ansible-operator build/collections ## Build the base, operator and populator images and load them into the node.
 	$(CLUSTER) images
 
 ##@ Images
