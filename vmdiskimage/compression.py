@@ -9,6 +9,10 @@ caller's buffer, so a small layer that decompresses to terabytes costs no memory
 The xz decoder's own memory (its dictionary, sized by the stream's header) is
 capped at :data:`XZ_MEMORY_LIMIT`. A zstd stream may start with skippable frames
 (pzstd writes one before each frame, other tools metadata): it is zstd all the same.
+
+Whole raw deflate streams whose inflated size is known (qcow2's compressed clusters)
+go through libdeflate when installed (:func:`inflate_raw`; about twice as fast as
+zlib-ng on them), else through zlib-ng or stdlib zlib.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ try:  # zlib-ng bindings: the fast gzip decoder
     from zlib_ng import zlib_ng as _zlib_ng
 except ImportError:  # pragma: no cover - exercised only without the wheel
     _zlib_ng = None
+
+try:  # libdeflate bindings: the fast whole-buffer inflater
+    import deflate as _libdeflate
+except ImportError:  # pragma: no cover - exercised only without the wheel
+    _libdeflate = None
 
 NONE = "none"
 GZIP = "gzip"
@@ -114,6 +123,38 @@ def zlib_module() -> Any:
 def gzip_backend() -> str:
     """Which gzip decoder :func:`open_decompressed` uses."""
     return "zlib-ng" if _zlib_ng is not None else "zlib"
+
+
+def inflate_raw(
+    data: Any, size: int, window_bits: int = 15, what: str = "raw deflate data"
+) -> bytes:
+    """Inflate one whole raw deflate stream of at most ``size`` inflated bytes.
+
+    Bytes after the end of the stream are ignored (qemu rounds a compressed cluster up
+    to a sector); a stream that inflates to less than ``size`` returns what it made.
+    Corrupt data raises CorruptData; so does a stream of more than ``size`` bytes under
+    libdeflate, which the zlib fallback cuts at ``size`` (callers check the length
+    either way). ``window_bits`` is the window the zlib fallback allows (qemu writes
+    and reads its clusters with 12, 4 KiB); libdeflate always allows 32 KiB, a superset.
+    ``what`` names the data in the error. The GIL is released while it inflates.
+    """
+    if _libdeflate is not None:
+        try:
+            return _libdeflate.deflate_decompress(data, size)
+        except _libdeflate.DeflateError as exc:
+            raise CorruptData(
+                f"{what} does not inflate: corrupt, or more than {size} bytes (libdeflate: {exc})"
+            ) from exc
+    zlib_mod = zlib_module()
+    try:
+        return zlib_mod.decompressobj(-window_bits).decompress(data, size)
+    except zlib_mod.error as exc:
+        raise CorruptData(f"{what} does not inflate: {exc}") from exc
+
+
+def inflate_backend() -> str:
+    """Which inflater :func:`inflate_raw` uses."""
+    return "libdeflate" if _libdeflate is not None else gzip_backend()
 
 
 class _ErrorMapping(io.RawIOBase):

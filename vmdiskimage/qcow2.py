@@ -42,7 +42,7 @@ from typing import Any
 
 import zstandard
 
-from .compression import zlib_module
+from .compression import inflate_raw
 from .errors import (
     BackingFileRefused,
     CorruptData,
@@ -345,12 +345,7 @@ class _Reader:
 
 def _inflate_deflate(data: bytes, cluster_size: int) -> bytes:
     # qemu writes raw deflate with a 4 KiB window (windowBits -12) and reads it so.
-    zlib = zlib_module()
-    try:
-        out = zlib.decompressobj(-12).decompress(data, cluster_size)
-    except zlib.error as exc:
-        raise CorruptData(f"a compressed qcow2 cluster does not inflate: {exc}") from exc
-    return out
+    return inflate_raw(data, cluster_size, window_bits=12, what="a compressed qcow2 cluster")
 
 
 def _inflate_zstd(data: bytes, cluster_size: int) -> bytearray:

@@ -6,6 +6,7 @@ import lzma
 import os
 import resource
 import struct
+import zlib
 
 import pytest
 import zstandard
@@ -117,3 +118,44 @@ def test_zstd_behind_skippable_frames_decodes_and_declares_its_size():
     assert compression.zstd_content_size(blob[:32]) == len(PAYLOAD)
     assert compression.zstd_content_size(_skippable(bytes(100)) + ZSTD_FRAME) == len(PAYLOAD)
     assert compression.zstd_content_size((_skippable(bytes(100)) + ZSTD_FRAME)[:32]) is None
+
+
+def _raw_deflate(data: bytes, window_bits: int = 12) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -window_bits)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.fixture(params=["libdeflate", "zlib"])
+def inflater(request, monkeypatch):
+    """inflate_raw with libdeflate (the wheel is a dependency) and with its fallback."""
+    if request.param == "zlib":
+        monkeypatch.setattr(compression, "_libdeflate", None)
+    else:
+        assert compression._libdeflate is not None, "the deflate wheel is a dependency"
+    expected = "libdeflate" if request.param == "libdeflate" else compression.gzip_backend()
+    assert compression.inflate_backend() == expected
+    return compression.inflate_raw
+
+
+def test_inflate_raw_ignores_what_follows_the_stream(inflater):
+    data = os.urandom(1000) + bytes(64 << 10)
+    # qemu rounds a compressed cluster up to a sector: the rest is whatever follows.
+    padded = _raw_deflate(data) + b"\x55" * 300
+    assert inflater(memoryview(padded), len(data), window_bits=12) == data
+
+
+def test_inflate_raw_returns_a_short_stream_for_the_caller_to_check(inflater):
+    assert inflater(_raw_deflate(b"x" * 100), 4096) == b"x" * 100
+
+
+def test_inflate_raw_names_what_does_not_inflate(inflater):
+    with pytest.raises(CorruptData, match="a compressed qcow2 cluster does not inflate"):
+        inflater(b"\xff" * 64, 4096, what="a compressed qcow2 cluster")
+
+
+def test_inflate_raw_never_returns_more_than_asked(inflater):
+    try:
+        out = inflater(_raw_deflate(bytes(8192)), 4096)
+    except CorruptData:
+        return  # libdeflate refuses it
+    assert len(out) == 4096  # zlib stops there
