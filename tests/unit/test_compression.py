@@ -154,8 +154,9 @@ def test_inflate_raw_names_what_does_not_inflate(inflater):
 
 
 def test_inflate_raw_never_returns_more_than_asked(inflater):
-    try:
-        out = inflater(_raw_deflate(bytes(8192)), 4096)
-    except CorruptData:
-        return  # libdeflate refuses it
-    assert len(out) == 4096  # zlib stops there
+    longer = _raw_deflate(bytes(8192))
+    if compression.inflate_backend() == "libdeflate":
+        with pytest.raises(CorruptData, match="more than 4096 bytes"):
+            inflater(longer, 4096)
+    else:
+        assert len(inflater(longer, 4096)) == 4096  # zlib stops there
