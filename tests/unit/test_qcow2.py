@@ -162,7 +162,7 @@ def test_data_further_behind_its_table_than_the_window_needs_scratch(tmp_path):
 
 def test_too_many_waiting_stretches_need_scratch(tmp_path, monkeypatch):
     monkeypatch.setattr(qcow2, "MAX_PENDING", 2)
-    monkeypatch.setattr(qcow2, "RUN_OUTPUT_BYTES", 1)  # each compressed cluster waits alone
+    monkeypatch.setattr(qcow2, "BUFFER_BYTES", 1)  # each compressed cluster waits alone
     image, _ = _image(DATA, layout=["l2", "data"], compressed="zlib")
     with pytest.raises(qcow2.NeedsScratch, match="more than 2 stretches"):
         _decode(image, tmp_path)
@@ -189,7 +189,7 @@ def test_runs_of_compressed_clusters_write_the_raw_disk(
 ):
     """However the back-to-back compressed clusters are cut into runs, the disk is the same."""
     monkeypatch.setattr(qcow2, "RUN_COMPRESSED_BYTES", run_bytes)
-    monkeypatch.setattr(qcow2, "RUN_OUTPUT_BYTES", run_output)
+    monkeypatch.setattr(qcow2, "BUFFER_BYTES", run_output)
     for layout in (["l2", "data"], ["l2", "data-reversed"]):
         image, raw = _image(PACKED, layout=layout, compressed=compressed)
         assert _decode(image, tmp_path) == raw, layout
@@ -200,7 +200,7 @@ def test_runs_of_compressed_clusters_write_the_raw_disk(
 @pytest.mark.parametrize("run_output", [1, MiB], ids=["one-cluster-runs", "large-runs"])
 def test_a_failed_write_of_compressed_clusters_stops_the_decoder(tmp_path, monkeypatch, run_output):
     """The writing thread's failure is raised, and nothing waits forever for its buffers."""
-    monkeypatch.setattr(qcow2, "RUN_OUTPUT_BYTES", run_output)
+    monkeypatch.setattr(qcow2, "BUFFER_BYTES", run_output)
     image, _ = _image(PACKED, layout=["l2", "data"], compressed="zlib")
     header = qcow2.parse_header(image[: 64 * KiB])
     with DiskWriter(tmp_path / "out.img", limit=20 * CS) as writer:
