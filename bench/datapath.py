@@ -369,13 +369,15 @@ def compressed_clusters(path: Path) -> tuple[int, list[tuple[int, int]]]:
 def _inflate_span(path: str, cluster_size: int, clusters: list[tuple[int, int]]) -> int:
     """Inflate ``clusters`` (file order, one stretch of the file) as qemu wrote them."""
     start = clusters[0][0]
-    with open(path, "rb") as fh:
+    data = memoryview(bytearray(clusters[-1][0] + clusters[-1][1] - start))
+    with open(path, "rb") as fh:  # into a bytearray: populate's runs are writable too
         fh.seek(start)
-        data = memoryview(fh.read(clusters[-1][0] + clusters[-1][1] - start))
+        fh.readinto(data)
+    out = memoryview(bytearray(cluster_size))
     for host, length in clusters:
         piece = data[host - start : host - start + length]
         # Raw deflate with a 4 KiB window, as qemu writes it, with populate's inflater.
-        if len(compression.inflate_raw(piece, cluster_size, window_bits=12)) != cluster_size:
+        if compression.inflate_raw_into(piece, out, window_bits=12) != cluster_size:
             raise RuntimeError(f"the compressed cluster at {host} of {path} is short")
     return len(clusters)
 

@@ -11,6 +11,7 @@ release the GIL, so they overlap with decompression and writing.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import queue
 import threading
@@ -19,6 +20,11 @@ from typing import Any
 
 #: Chunk size of the read-ahead and of :func:`drain`.
 CHUNK_SIZE = 1 << 20
+
+
+def address(view: memoryview) -> int:
+    """Memory address of a writable buffer's first byte (for ctypes calls)."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
 def read_full(stream: Any, buffer: Any) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DiskTooLarge, TargetError, TargetFull, TargetNotWritable, TargetTooSmall
-from .streams import read_full
+from .streams import address, read_full
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,6 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def _address(view: memoryview) -> int:
-    """Memory address of a writable buffer's first byte."""
-    return ctypes.addressof(ctypes.c_char.from_buffer(view))
-
-
 def is_zero(view: memoryview) -> bool:
     """Whether every byte of ``view`` (a byte-format memoryview) is zero.
 
@@ -87,14 +82,14 @@ def is_zero(view: memoryview) -> bool:
         return True
     if view.readonly:  # ctypes needs a writable buffer for its address
         return view.tobytes() == bytes(length)
-    address = _address(view)
-    return _load_libc().memcmp(address, address + ZERO_STRIDE, length - ZERO_STRIDE) == 0
+    start = address(view)
+    return _load_libc().memcmp(start, start + ZERO_STRIDE, length - ZERO_STRIDE) == 0
 
 
 def aligned_buffer(size: int) -> tuple[bytearray, int]:
     """A bytearray with ``size`` bytes starting at a DIRECT_ALIGNMENT boundary: (buf, start)."""
     buffer = bytearray(size + DIRECT_ALIGNMENT)
-    start = -_address(memoryview(buffer)) % DIRECT_ALIGNMENT
+    start = -address(memoryview(buffer)) % DIRECT_ALIGNMENT
     return buffer, start
 
 
@@ -222,7 +217,7 @@ class DiskWriter:
         direct = self.direct_fd >= 0 and not self._direct_refused and not view.readonly
         if direct and offset % DIRECT_ALIGNMENT == 0:
             aligned = len(view) // DIRECT_ALIGNMENT * DIRECT_ALIGNMENT
-            if aligned and _address(view) % DIRECT_ALIGNMENT == 0:
+            if aligned and address(view) % DIRECT_ALIGNMENT == 0:
                 try:
                     self._pwrite_fd(self.direct_fd, view[:aligned], offset)
                 except OSError as exc:

@@ -127,14 +127,22 @@ def _raw_deflate(data: bytes, window_bits: int = 12) -> bytes:
 
 @pytest.fixture(params=["libdeflate", "zlib"])
 def inflater(request, monkeypatch):
-    """inflate_raw with libdeflate (the wheel is a dependency) and with its fallback."""
+    """inflate_raw_into with libdeflate (the wheel is a dependency) and with its fallback,
+    as a function of (data, size) that returns the bytes made."""
     if request.param == "zlib":
         monkeypatch.setattr(compression, "_libdeflate", None)
     else:
         assert compression._libdeflate is not None, "the deflate wheel is a dependency"
     expected = "libdeflate" if request.param == "libdeflate" else compression.gzip_backend()
     assert compression.inflate_backend() == expected
-    return compression.inflate_raw
+
+    def inflate(data, size, **options):
+        out = bytearray(b"\xaa" * (size + 16))  # what follows ``size`` must stay untouched
+        made = compression.inflate_raw_into(data, memoryview(out)[:size], **options)
+        assert out[size:] == b"\xaa" * 16
+        return bytes(out[:made])
+
+    return inflate
 
 
 def test_inflate_raw_ignores_what_follows_the_stream(inflater):
@@ -156,7 +164,19 @@ def test_inflate_raw_names_what_does_not_inflate(inflater):
 def test_inflate_raw_never_returns_more_than_asked(inflater):
     longer = _raw_deflate(bytes(8192))
     if compression.inflate_backend() == "libdeflate":
-        with pytest.raises(CorruptData, match="more than 4096 bytes"):
+        with pytest.raises(CorruptData, match="inflates to more than 4096 bytes"):
             inflater(longer, 4096)
     else:
         assert len(inflater(longer, 4096)) == 4096  # zlib stops there
+
+
+def test_inflate_raw_reads_a_writable_source_where_it_lies(inflater):
+    """The decoder's compressed runs are bytearrays: a cluster is a slice of one."""
+    data = bytes(range(256)) * 64
+    run = bytearray(b"\x00" * 7 + _raw_deflate(data) + b"\x55" * 9)
+    assert inflater(memoryview(run)[7:], len(data)) == data
+
+
+def test_inflate_raw_refuses_an_empty_stream(inflater):
+    with pytest.raises(CorruptData, match="a cluster does not inflate"):
+        inflater(b"", 4096, what="a cluster")

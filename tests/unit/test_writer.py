@@ -106,7 +106,7 @@ def test_write_errors_from_the_writer_thread_surface(tmp_path, monkeypatch):
 
 def test_aligned_buffers():
     buf, start = writer.aligned_buffer(MiB)
-    assert writer._address(memoryview(buf)[start:]) % writer.DIRECT_ALIGNMENT == 0
+    assert writer.address(memoryview(buf)[start:]) % writer.DIRECT_ALIGNMENT == 0
     assert len(buf) - start >= MiB
 
 
