@@ -13,6 +13,7 @@ streaming decoder cannot take are written sparsely to a scratch file
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import sys
@@ -504,8 +505,36 @@ def check_pull_secret(path: str | None, secret: str | None) -> None:
         )
 
 
+#: glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Buffers up to this size come from the heap, and freed memory up to this much stays
+#: with the process.
+MALLOC_MMAP_THRESHOLD = 4 << 20
+MALLOC_TRIM_THRESHOLD = 32 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc reuse freed buffers instead of returning them to the kernel.
+
+    The data path allocates a buffer for each 1 MiB read and each compressed run. By
+    default glibc maps buffers this large on their own, or trims the heap as soon as
+    they are freed, so every new one faults in zeroed pages: 5% of the CPU of a
+    compressed-qcow2 import. Peak memory does not grow: freed buffers are reused.
+    Returns whether the C library took the settings (not glibc: nothing changes).
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:  # pragma: no cover - a C library without mallopt
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
+        and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; exit 0 on success, 1 on a failed import, 2 on bad arguments."""
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(logging.INFO)
