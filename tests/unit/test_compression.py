@@ -11,7 +11,7 @@ import zlib
 import pytest
 import zstandard
 
-from vmdiskimage import compression
+from vmdiskimage import compression, streams
 from vmdiskimage.errors import CorruptData
 
 pytestmark = pytest.mark.unit
@@ -82,6 +82,53 @@ def test_output_is_bounded_by_the_callers_buffer(name):
     assert stream.readinto(buf) == len(buf)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 64 * 1024
+
+
+@pytest.fixture(params=["zlib-ng", "wheel"])
+def gunzip(request, monkeypatch):
+    """open_decompressed(..., "gzip") with zlib-ng through ctypes (the GIL released) and
+    with the wheel's own reader, its fallback; both read gzip alike."""
+    if request.param == "wheel":
+        monkeypatch.setattr(compression, "_zng", None)
+    else:
+        assert compression._zng is not None, "the zlib-ng wheel exports its inflate"
+    return lambda raw: compression.open_decompressed(raw, "gzip")
+
+
+def test_gzip_skips_zero_padding_after_members(gunzip):
+    blob = gzip.compress(b"one") + bytes(1000) + gzip.compress(PAYLOAD) + bytes(3)
+    assert _read_all(gunzip(io.BytesIO(blob))) == b"one" + PAYLOAD
+
+
+def test_gzip_reads_members_across_chunks_of_a_read_ahead(gunzip):
+    """The populator's gzip input: whole read-ahead chunks, the first one partly peeked."""
+    blob = gzip.compress(PAYLOAD, compresslevel=1) + gzip.compress(b"tail")
+    ahead = streams.ReadAhead(io.BytesIO(blob), chunk_size=4096)
+    try:
+        assert ahead.peek(10) == blob[:10]
+        assert _read_all(gunzip(ahead), size=1 << 20) == PAYLOAD + b"tail"
+    finally:
+        ahead.close()
+
+
+@pytest.mark.parametrize(
+    ("blob", "why"),
+    [
+        (gzip.compress(PAYLOAD)[:-20], "end"),  # cut inside the deflate data
+        (gzip.compress(PAYLOAD)[:-4], "end"),  # cut inside the trailer
+        (gzip.compress(b"one") + b"garbage", ""),
+        (bytes(64) + gzip.compress(b"one"), ""),  # padding only between members
+        (gzip.compress(b"one")[:-8] + b"\0\0\0\0" + gzip.compress(b"one")[-4:], ""),  # CRC
+    ],
+    ids=["cut-in-data", "cut-in-trailer", "garbage-after", "zeros-before", "bad-crc"],
+)
+def test_gzip_refuses_what_gzip_refuses(gunzip, blob, why):
+    with pytest.raises(CorruptData, match=f"gzip stream.*{why}"):
+        _read_all(gunzip(io.BytesIO(blob)))
+
+
+def test_gzip_of_nothing_is_empty(gunzip):
+    assert _read_all(gunzip(io.BytesIO(b""))) == b""
 
 
 def _skippable(content: bytes, magic: int = 0x184D2A50) -> bytes:
