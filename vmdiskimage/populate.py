@@ -13,7 +13,6 @@ streaming decoder cannot take are written sparsely to a scratch file
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import sys
@@ -37,6 +36,7 @@ from .errors import (
     VMDiskImageError,
     redact,
 )
+from .libc import libc
 from .oci import Platform
 from .progress import Progress, configure_logging, write_termination_message
 from .reference import ImageReference
@@ -523,7 +523,7 @@ def keep_freed_memory() -> bool:
     compressed-qcow2 import. Peak memory does not grow: freed buffers are reused.
     Returns whether the C library took the settings (not glibc: nothing changes).
     """
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    mallopt = getattr(libc(), "mallopt", None)
     if mallopt is None:  # pragma: no cover - a C library without mallopt
         return False
     return bool(

@@ -19,13 +19,14 @@ do). Where it is missing the checks stand alone and :func:`restrict_child` says 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import platform
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from .libc import last_error, libc
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,10 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
 
 
-_libc: ctypes.CDLL | None = None
-
-
 def _syscall(*args: object) -> int:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    result = _libc.syscall(*args)
+    result = libc().syscall(*args)
     if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+        raise last_error()
     return int(result)
 
 
@@ -143,10 +137,10 @@ class Ruleset:
 
     def enforce(self) -> None:
         """In the child, between fork and exec: no new privileges, then the ruleset."""
-        assert _libc is not None
-        if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        c = libc()  # loaded by the parent already: creating the ruleset called it
+        if c.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             os._exit(126)
-        if _libc.syscall(_SYS_RESTRICT_SELF, self.fd, 0) != 0:
+        if c.syscall(_SYS_RESTRICT_SELF, self.fd, 0) != 0:
             os._exit(126)
 
     def close(self) -> None:

@@ -16,7 +16,6 @@ to flush at the final fsync. Unaligned tails use the ordinary descriptor.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DiskTooLarge, TargetError, TargetFull, TargetNotWritable, TargetTooSmall
+from .libc import last_error, libc
 from .streams import address, read_full
 
 log = logging.getLogger(__name__)
@@ -45,24 +45,21 @@ _ZERO_HEAD = bytes(ZERO_STRIDE)
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 
-_libc: Any = None
-
 
 def _load_libc() -> Any:
-    global _libc
-    if _libc is None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-        libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-        libc.memcmp.restype = ctypes.c_int
-        _libc = libc
-    return _libc
+    c = libc()
+    c.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    c.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    c.memcmp.restype = ctypes.c_int
+    return c
+
+
+_libc = _load_libc()
 
 
 def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
-    if _load_libc().fallocate(fd, mode, offset, length) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    if _libc.fallocate(fd, mode, offset, length) != 0:
+        raise last_error()
 
 
 def is_zero(view: memoryview) -> bool:
@@ -83,7 +80,7 @@ def is_zero(view: memoryview) -> bool:
     if view.readonly:  # ctypes needs a writable buffer for its address
         return view.tobytes() == bytes(length)
     start = address(view)
-    return _load_libc().memcmp(start, start + ZERO_STRIDE, length - ZERO_STRIDE) == 0
+    return _libc.memcmp(start, start + ZERO_STRIDE, length - ZERO_STRIDE) == 0
 
 
 def aligned_buffer(size: int) -> tuple[bytearray, int]:
