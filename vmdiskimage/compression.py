@@ -24,7 +24,8 @@ import lzma
 import struct
 import threading
 import zlib
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
 from .errors import CorruptData, UnsupportedCompression, VMDiskImageError
 from .streams import address
@@ -189,16 +190,21 @@ class _DecompressorState:
         self._free(self.handle)
 
 
-def _load_libdeflate() -> _Libdeflate | None:
-    if _deflate_extension is None:
+_Binding = TypeVar("_Binding")
+
+
+def _bind(binding: Callable[[str], _Binding], extension: Any) -> _Binding | None:
+    """``binding`` over the C functions a wheel's extension module exports, or None
+    when the wheel is missing or its build hides them (the caller falls back)."""
+    if extension is None:
         return None  # pragma: no cover - exercised only without the wheel
     try:
-        return _Libdeflate(_deflate_extension.__file__)
+        return binding(extension.__file__)
     except (OSError, AttributeError):  # pragma: no cover - a build that hides its symbols
         return None
 
 
-_libdeflate = _load_libdeflate()
+_libdeflate = _bind(_Libdeflate, _deflate_extension)
 
 
 def inflate_raw_into(
@@ -267,7 +273,6 @@ class _ZlibNgInflate:
     """
 
     OK, STREAM_END = 0, 1
-    BUF_ERROR = -5
     #: windowBits for a gzip member (16 + the largest window).
     GZIP_WINDOW = 16 + 15
 
@@ -291,16 +296,7 @@ class _ZlibNgInflate:
             fn.restype = ctypes.c_int32
 
 
-def _load_zlib_ng_inflate() -> _ZlibNgInflate | None:
-    if _zlib_ng is None:
-        return None  # pragma: no cover - exercised only without the wheel
-    try:
-        return _ZlibNgInflate(_zlib_ng.__file__)
-    except (OSError, AttributeError):  # pragma: no cover - a build that hides its symbols
-        return None
-
-
-_zng = _load_zlib_ng_inflate()
+_zng = _bind(_ZlibNgInflate, _zlib_ng)
 
 
 def _pinned(data: Any) -> tuple[Any, int]:
