@@ -86,8 +86,8 @@ def test_output_is_bounded_by_the_callers_buffer(name):
 
 @pytest.fixture(params=["zlib-ng", "wheel"])
 def gunzip(request, monkeypatch):
-    """open_decompressed(..., "gzip") with zlib-ng through ctypes (the GIL released) and
-    with the wheel's own reader, its fallback; both read gzip alike."""
+    """open_decompressed(..., "gzip") with zlib-ng's stream API through ctypes (input
+    read in place) and with the wheel's own reader, its fallback; both read gzip alike."""
     if request.param == "wheel":
         monkeypatch.setattr(compression, "_zng", None)
     else:

@@ -13,8 +13,9 @@ import pytest
 pytestmark = pytest.mark.unit
 
 _HEAP = """
-import ctypes, sys
+import sys
 from vmdiskimage import populate
+from vmdiskimage.streams import address
 if sys.argv[1] == "kept":
     assert populate.keep_freed_memory()
 
@@ -26,9 +27,9 @@ def heap():
     return 0, 0
 
 buffer = bytearray(3 << 20)
-address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+start = address(memoryview(buffer))
 low, high = heap()
-print(low <= address < high)
+print(low <= start < high)
 """
 
 
